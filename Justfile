@@ -1,0 +1,50 @@
+# gopher-updater developer recipes. Everything runs from the project's own virtualenv (.venv),
+# created on demand, so a fresh Debian machine needs only python3 + pip.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv"
+bin := venv / "bin"
+
+# list the recipes
+default:
+    @just --list
+
+# create .venv and install the project with its dev extras (only when pyproject.toml changed)
+setup:
+    scripts/bootstrap.sh
+
+# make sure Debian's docker-registry and skopeo are installed (integration tests need them)
+system-deps:
+    scripts/system-deps.sh
+
+# ruff (lint + format check), mypy --strict on the package, hadolint on the Containerfile
+lint: setup
+    {{bin}}/ruff check gopher_updater tests scripts
+    {{bin}}/ruff format --check gopher_updater tests scripts
+    {{bin}}/mypy --strict gopher_updater
+    {{bin}}/hadolint containers/Containerfile
+
+# run the whole test suite (unit, simulator and real-registry integration tests; skips fail the run)
+test *args: setup system-deps
+    GOPHER_UPDATER_NO_SKIP=1 {{bin}}/pytest {{args}}
+
+# run the daemon with the configuration in the environment
+run: setup
+    {{bin}}/gopher-updater run
+
+# one-shot preflight against the configured chain and registry
+check: setup
+    {{bin}}/gopher-updater check
+
+# the whole job locally: chain simulator, real registry, daemon; promotion in under a minute
+demo: setup system-deps
+    {{bin}}/gopher-updater demo
+
+# measure latency, requests/bytes per poll, RSS, readiness time, probe latency
+bench: setup system-deps
+    {{bin}}/python scripts/bench.py
+
+# build the container image without a Docker daemon (buildah; bootstraps a Debian base if needed)
+image:
+    scripts/build-image.sh

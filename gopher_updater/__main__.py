@@ -1,0 +1,5 @@
+import sys
+
+from gopher_updater.cli import main
+
+sys.exit(main())

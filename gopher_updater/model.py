@@ -1,0 +1,91 @@
+"""Values shared by the chain watcher, the promotion rule, the registry client and the daemon.
+
+They are frozen attrs classes so they can be compared, hashed (deduplicating retag jobs) and
+passed between tasks without anyone mutating them behind another task's back.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import attrs
+
+#: OCI / Docker tag grammar. Everything from the chain is untrusted: a plan name only
+#: becomes part of a tag if the whole tag matches this.
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def is_valid_tag(tag: str) -> bool:
+    return TAG_RE.fullmatch(tag) is not None
+
+
+@attrs.frozen
+class Digest:
+    """A content digest (`sha256:<64 hex>`), validated so a header can't smuggle junk in."""
+
+    value: str = attrs.field()
+
+    @value.validator
+    def _check(self, _attribute: attrs.Attribute[str], value: str) -> None:
+        if DIGEST_RE.fullmatch(value) is None:
+            raise ValueError(f"not a sha256 digest: {value[:80]!r}")
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def short(self) -> str:
+        return self.value[:19]
+
+
+@attrs.frozen
+class Plan:
+    """An upgrade plan as `current_plan` (or a proposal) states it: name, height H, info."""
+
+    name: str
+    height: int
+    info: str = ""
+
+
+@attrs.frozen
+class Height:
+    """One observation of `blocks/latest`.
+
+    `block` is the block-store height (`block.header.height`); `app` is the application's
+    last committed height from the `X-Cosmos-Block-Height` header, when the node sends it.
+    At an upgrade halt the block store holds H while the app stays at H-1.
+    """
+
+    block: int
+    app: int | None = None
+    time: str | None = None
+
+
+class ProposalStatus(enum.IntEnum):
+    UNSPECIFIED = 0
+    DEPOSIT_PERIOD = 1
+    VOTING_PERIOD = 2
+    PASSED = 3
+    REJECTED = 4
+    FAILED = 5
+
+
+@attrs.frozen
+class UpgradeProposal:
+    """A governance proposal that carries a software-upgrade plan (any of the 4 encodings)."""
+
+    id: int
+    status: ProposalStatus
+    plan: Plan
+
+
+@attrs.frozen
+class RetagJob:
+    """Promote `source_tag` to `target_tag` for `plan`. Hashable: the daemon dedupes on it."""
+
+    plan: Plan
+    source_tag: str
+    target_tag: str
+    reason: str = attrs.field(default="halt", eq=False)

@@ -277,7 +277,9 @@ class TokenServer:
         if scheme.lower() != "basic":
             return False, None
         try:
-            name, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            name, sep, password = (
+                base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            )
         except (ValueError, UnicodeDecodeError):
             return False, None
         user = self._users.get(name)

@@ -1,1 +1,77 @@
-"""pytest fixtures for the real registry."""
+"""pytest fixtures for the real registry.
+
+One registry per auth mode per session (a start is ~50-250 ms, cheap but not free). Tests
+share them, so every test pushes to its own repository or tag (`unique_repo`), and the token
+server's knobs and counters are reset before each test.
+
+Any test using these fixtures gets the `registry` marker automatically. A missing
+`docker-registry` binary makes the fixture raise (an error, never a skip).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from gopher_updater.testing.registry import AuthMode, RunningRegistry, running_registry
+from gopher_updater.testing.registry_token import TokenServer
+
+REGISTRY_FIXTURES = frozenset({"registry", "registry_none", "registry_basic", "registry_token"})
+
+_token_servers: list[TokenServer] = []
+_repo_counter = itertools.count()
+
+
+def _start(mode: AuthMode, factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    with running_registry(mode, workdir=factory.mktemp(f"registry-{mode}")) as reg:
+        if reg.token_server is not None:
+            _token_servers.append(reg.token_server)
+        try:
+            yield reg
+        finally:
+            if reg.token_server is not None:
+                _token_servers.remove(reg.token_server)
+
+
+@pytest.fixture(scope="session")
+def registry_none(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    yield from _start("none", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def registry_basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    yield from _start("basic", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def registry_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    yield from _start("token", tmp_path_factory)
+
+
+@pytest.fixture(params=["none", "basic", "token"])
+def registry(request: pytest.FixtureRequest) -> RunningRegistry:
+    """The same test against each auth mode."""
+    reg = request.getfixturevalue(f"registry_{request.param}")
+    assert isinstance(reg, RunningRegistry)
+    return reg
+
+
+@pytest.fixture(autouse=True)
+def _reset_token_servers() -> None:
+    """Session-shared token servers start each test with default knobs and zero counters."""
+    for server in _token_servers:
+        server.reset()
+
+
+@pytest.fixture
+def unique_repo() -> str:
+    """A repository name no other test in this session uses (registries are shared)."""
+    return f"test/r{next(_repo_counter)}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REGISTRY_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.registry)

@@ -21,7 +21,8 @@ import environ
 
 from gopher_updater.duration import DurationError, parse_go_duration
 
-_REPO_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_REPO_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -32,7 +33,9 @@ LOG_FORMATS = ("json", "console")
 class RawEnv:
     """The 17 variables as the operator wrote them (strings; None = unset)."""
 
-    rpc_url = environ.var("http://localhost:1317", name="RPC_URL", help="Cosmos LCD (REST) base URL")
+    rpc_url = environ.var(
+        "http://localhost:1317", name="RPC_URL", help="Cosmos LCD (REST) base URL"
+    )
     dockerhub_user = environ.var(None, name="DOCKERHUB_USER", help="registry user (Docker ID)")
     dockerhub_password = environ.var(
         None, name="DOCKERHUB_PASSWORD", help="password or access token (Read & Write)"
@@ -62,7 +65,7 @@ class RawEnv:
 def _entries() -> list[tuple[str, str, str | None, str]]:
     """(attribute, VARIABLE, default, help) for every declared variable, in order."""
     out = []
-    for field in attrs.fields(RawEnv):
+    for field in attrs.fields(RawEnv):  # type: ignore[arg-type]
         entry = field.metadata[environ._environ_config.CNF_KEY]
         out.append((field.name, entry.name, entry.default, entry.help or ""))
     return out

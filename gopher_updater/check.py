@@ -1,0 +1,98 @@
+"""`gopher-updater check`: a one-shot preflight an operator runs before trusting a deployment.
+
+It asks exactly what the daemon will need at the halt — the chain (height, current plan, ETA),
+push access to the repository, the current plan's source image — and prints a summary a human
+can act on. Exit 0 when all is good, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from gopher_updater import rule
+from gopher_updater.chain import ChainClient, ChainError
+from gopher_updater.config import Config
+from gopher_updater.daemon import registry_client
+from gopher_updater.duration import format_seconds
+from gopher_updater.registry import RegistryError
+
+OK, BAD, INFO = "ok  ", "FAIL", "    "
+
+
+async def run_check(cfg: Config, out: list[str]) -> bool:
+    good = True
+
+    def say(mark: str, text: str) -> None:
+        out.append(f"[{mark}] {text}")
+
+    say(OK, f"configuration valid (repository {cfg.repo_path} on {cfg.registry_url})")
+    plan = None
+    async with ChainClient(cfg.rpc_url, timeout=cfg.request_timeout) as chain:
+        try:
+            with trio.fail_after(3 * cfg.request_timeout):
+                answer = await chain.current_plan()
+                first = await chain.latest_height()
+                plan = answer.plan
+                samples = [(trio.current_time(), first.block)]
+                if plan is not None and first.block < plan.height:
+                    # Two heights a few blocks apart give a block time for the ETA.
+                    with trio.move_on_after(min(cfg.request_timeout, 12.0)):
+                        while True:
+                            await trio.sleep(1.0)
+                            later = await chain.latest_height()
+                            if later.block > first.block:
+                                samples.append((trio.current_time(), later.block))
+                                break
+        except (ChainError, trio.TooSlowError) as exc:
+            say(BAD, f"chain {cfg.rpc_url}: {exc or 'timed out'}")
+            good = False
+        else:
+            say(OK, f"chain {cfg.rpc_url}: height {first.block}")
+            if plan is None:
+                say(INFO, "no upgrade plan is scheduled")
+            else:
+                per_block = rule.block_time(samples)
+                left = plan.height - first.block
+                eta = f", ETA ~{format_seconds(left * per_block)}" if per_block and left > 0 else ""
+                say(OK, f"current plan {plan.name!r} at height {plan.height} ({left} blocks{eta})")
+    async with registry_client(cfg) as registry:
+        try:
+            with trio.fail_after(3 * cfg.request_timeout):
+                await registry.check_push_access()
+        except (RegistryError, trio.TooSlowError) as exc:
+            say(BAD, f"registry {cfg.registry_url}: {exc or 'timed out'}")
+            return False
+        say(OK, f"registry {cfg.registry_url}: credentials accepted with push scope")
+        if plan is not None:
+            job = rule.build_job(plan, cfg.source_prefix, cfg.target_prefix, reason="check")
+            if isinstance(job, rule.InvalidPlanName):
+                say(BAD, f"plan name cannot become a tag: {job.reason}")
+                return False
+            try:
+                with trio.fail_after(3 * cfg.request_timeout):
+                    source = await registry.digest(job.source_tag)
+                    target = await registry.digest(job.target_tag)
+            except (RegistryError, trio.TooSlowError) as exc:
+                say(BAD, f"registry lookup failed: {exc or 'timed out'}")
+                return False
+            if source is None:
+                say(BAD, f"source image {cfg.repo_path}:{job.source_tag} is missing: push it")
+                good = False
+            else:
+                say(OK, f"source image {job.source_tag} present ({source})")
+            if target is not None and target != source:
+                note = "will be replaced" if cfg.overwrite_target else "CONFLICT at the halt"
+                say(BAD if not cfg.overwrite_target else INFO,
+                    f"target {job.target_tag} already holds {target} ({note})")
+                good = good and cfg.overwrite_target
+            elif target is not None:
+                say(OK, f"target {job.target_tag} already at the source digest")
+    return good
+
+
+def main(cfg: Config) -> int:
+    out: list[str] = []
+    good = trio.run(run_check, cfg, out)
+    print("\n".join(out))
+    print("all good" if good else "problems found (see FAIL lines)")
+    return 0 if good else 1

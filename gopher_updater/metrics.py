@@ -1,0 +1,81 @@
+"""Prometheus metrics, one registry per daemon so in-process tests don't share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from gopher_updater import __version__
+
+_NS = "gopher_updater"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # `_created` series double the scrape size and carry nothing an operator alerts on.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.chain_height = Gauge(
+            f"{_NS}_chain_height", "Latest block height seen on the chain", registry=r
+        )
+        self.upgrade_height = Gauge(
+            f"{_NS}_upgrade_height", "Height of the current upgrade plan (0: none)", registry=r
+        )
+        self.upgrade_eta = Gauge(
+            f"{_NS}_upgrade_eta_seconds",
+            "Estimated seconds until the current plan's height (0: none or reached)",
+            registry=r,
+        )
+        self.block_time = Gauge(
+            f"{_NS}_block_time_seconds", "Estimated block time from observed heights", registry=r
+        )
+        self.polls = Counter(
+            f"{_NS}_polls", "Chain polls by result (ok, error)", ["result"], registry=r
+        )
+        self.poll_duration = Histogram(
+            f"{_NS}_poll_duration_seconds",
+            "Duration of one chain poll",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.retags = Counter(f"{_NS}_retags", "Retag attempts by outcome", ["outcome"], registry=r)
+        self.source_tag_present = Gauge(
+            f"{_NS}_source_tag_present",
+            "1 if the source tag of the current/upcoming plan exists in the registry",
+            ["tag"],
+            registry=r,
+        )
+        self.registry_requests = Counter(
+            f"{_NS}_registry_requests",
+            "Registry HTTP requests by method and status code",
+            ["method", "code"],
+            registry=r,
+        )
+        self.last_successful_poll = Gauge(
+            f"{_NS}_last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful chain poll",
+            registry=r,
+        )
+        self.build_info = Info(f"{_NS}_build", "Build information", registry=r)
+        self.build_info.info({"version": __version__})
+        for result in ("ok", "error"):
+            self.polls.labels(result=result)
+        for outcome in (
+            "promoted",
+            "already_promoted",
+            "would_promote",
+            "conflict",
+            "source_missing",
+            "error",
+        ):
+            self.retags.labels(outcome=outcome)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,96 @@
+"""The ops app: health, readiness, metrics, status and pprof, served by Hypercorn's trio worker.
+
+Every handler reads cached state (`State`, `Metrics`); none causes a chain or registry
+request, so a burst of probes costs the outside world nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST
+from quart import Response
+from quart_trio import QuartTrio
+
+from gopher_updater.metrics import Metrics
+from gopher_updater.state import State
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def create_app(state: State, metrics: Metrics, *, pprof_enabled: bool) -> QuartTrio:
+    app = QuartTrio("gopher_updater")
+    app.config["JSON_SORT_KEYS"] = False
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> tuple[dict[str, Any], int]:
+        ready, body = state.readiness(trio.current_time())
+        return body, 200 if ready else 503
+
+    @app.get("/metrics")
+    async def metrics_page() -> Response:
+        return Response(metrics.render(), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/status")
+    async def status() -> dict[str, Any]:
+        return state.status()
+
+    if pprof_enabled:
+        from gopher_updater.pprof import pprof
+
+        app.register_blueprint(pprof)
+    return app
+
+
+def shield_send(app: ASGIApp) -> ASGIApp:
+    """Run every ASGI `send` shielded from cancellation.
+
+    quart-trio cancels the task that calls `send()` when a request ends, but Hypercorn does its
+    connection bookkeeping inside `send()`. Cancelled there, a keep-alive connection (e.g. a
+    Prometheus scraper's) never learns the response finished: `Connection: close` is ignored,
+    keep-alive never times out, and graceful shutdown waits its full timeout.
+    """
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def shielded(message: dict[str, Any]) -> None:
+            with trio.CancelScope(shield=True):
+                await send(message)
+
+        await app(scope, receive, shielded)
+
+    return wrapped
+
+
+async def serve(
+    app: QuartTrio,
+    host: str,
+    port: int,
+    shutdown: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `shutdown` is set; started() with the bound URLs (port 0 resolves)."""
+    config = hypercorn.config.Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 5.0
+    config.accesslog = None
+    # A logger, not "-": Hypercorn then adds no handler of its own and its records come out
+    # through ours, in the daemon's log format.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    await hypercorn.trio.serve(
+        shield_send(app),  # type: ignore[arg-type]
+        config,
+        shutdown_trigger=shutdown.wait,
+        task_status=task_status,
+        mode="asgi",
+    )

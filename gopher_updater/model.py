@@ -89,3 +89,16 @@ class RetagJob:
     source_tag: str
     target_tag: str
     reason: str = attrs.field(default="halt", eq=False)
+
+
+@attrs.frozen
+class PlanAnswer:
+    """One `current_plan` answer: the plan (None = nothing scheduled) and the app height.
+
+    `app_height` comes from the `X-Cosmos-Block-Height` response header (None when the node
+    does not send it). It lets an idle poll learn the chain height without `blocks/latest`,
+    but it is NOT evidence of a halt: at the halt the app stays at H-1.
+    """
+
+    plan: Plan | None
+    app_height: int | None = None

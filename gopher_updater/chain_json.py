@@ -1,0 +1,317 @@
+"""JSON shapes of the Cosmos LCD answers and the one cattrs converter that reads them.
+
+Why a separate module: `chain.py` owns I/O and error mapping; this module owns "is this body
+what the SDK would send?". Everything here is pure (bytes in, model values out) and raises
+`MalformedJSON` with a path-qualified reason, which the client turns into `ChainMalformed`.
+
+Strictness is deliberate. The daemon retags production images on the strength of these
+numbers, so `"12a"`, `""`, `1.5`, `true` or a value beyond int64 is an error, not a guess.
+Only the fields the daemon uses are modelled; unknown keys are ignored (chains add fields).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, NewType, TypeVar
+
+import attrs
+import cattrs
+from cattrs.v import format_exception
+
+from gopher_updater.model import Plan, ProposalStatus, UpgradeProposal
+
+#: Proto int64 as gogo JSONPb writes it: a decimal string. Signed.
+Int64 = NewType("Int64", int)
+#: A count or height that is never negative (block heights, proposal ids, applied heights).
+UInt64 = NewType("UInt64", int)
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+_INT_RE = re.compile(r"-?[0-9]{1,19}")
+
+MSG_SOFTWARE_UPGRADE = "/cosmos.upgrade.v1beta1.MsgSoftwareUpgrade"
+SOFTWARE_UPGRADE_PROPOSAL = "/cosmos.upgrade.v1beta1.SoftwareUpgradeProposal"
+MSG_EXEC_LEGACY_CONTENT = "/cosmos.gov.v1.MsgExecLegacyContent"
+_PLAN_CARRIERS = frozenset({MSG_SOFTWARE_UPGRADE, SOFTWARE_UPGRADE_PROPOSAL})
+
+T = TypeVar("T")
+
+
+class MalformedJSON(Exception):
+    """The body is not JSON, or not the shape the SDK sends; `reason` says where."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_int64(value: object, *, minimum: int = INT64_MIN) -> int:
+    """Strictly parse a proto int64 (decimal string, or a JSON integer) within [minimum, max]."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an int64, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and _INT_RE.fullmatch(value):
+        number = int(value)
+    else:
+        raise ValueError(f"expected an int64 string, got {_snip(value)}")
+    if not minimum <= number <= INT64_MAX:
+        raise ValueError(f"{number} is outside [{minimum}, {INT64_MAX}]")
+    return number
+
+
+# --- shapes -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class PlanJSON:
+    name: str
+    height: Int64
+    info: str = ""
+
+    def to_model(self) -> Plan:
+        return Plan(name=self.name, height=self.height, info=self.info)
+
+
+@attrs.frozen
+class CurrentPlanJSON:
+    plan: PlanJSON | None  # required key: `{"plan": null}` when nothing is scheduled
+
+
+@attrs.frozen
+class AppliedPlanJSON:
+    height: UInt64
+
+
+@attrs.frozen
+class HeaderJSON:
+    height: UInt64
+    time: str = ""
+
+
+@attrs.frozen
+class BlockJSON:
+    header: HeaderJSON
+
+
+@attrs.frozen
+class BlocksLatestJSON:
+    block: BlockJSON | None = None
+    sdk_block: BlockJSON | None = None
+
+
+@attrs.frozen
+class UpgradeAny:
+    """A protobuf `Any` reduced to the upgrade plan it carries, if any (see `_structure_any`)."""
+
+    plan: PlanJSON | None
+
+
+@attrs.frozen
+class PageJSON:
+    next_key: str | None = None
+
+
+@attrs.frozen
+class ProposalV1JSON:
+    id: UInt64
+    status: ProposalStatus
+    messages: list[UpgradeAny] = attrs.Factory(list)
+
+
+@attrs.frozen
+class ProposalV1beta1JSON:
+    proposal_id: UInt64
+    status: ProposalStatus
+    content: UpgradeAny | None = None
+
+
+@attrs.frozen
+class ProposalsV1JSON:
+    proposals: list[ProposalV1JSON]
+    pagination: PageJSON | None = None
+
+
+@attrs.frozen
+class ProposalsV1beta1JSON:
+    proposals: list[ProposalV1beta1JSON]
+    pagination: PageJSON | None = None
+
+
+@attrs.frozen
+class ErrorJSON:
+    """grpc-gateway error body; legacy REST (<= v0.45) sends `{"error": "..."}` instead."""
+
+    code: int | None = None
+    message: str | None = None
+    error: str | None = None
+
+
+@attrs.frozen
+class ProposalPage:
+    """One page of a proposal listing, already reduced to the upgrades on it."""
+
+    upgrades: list[UpgradeProposal]
+    next_key: str | None
+    size: int  # proposals on the page, upgrades or not (diagnostics only)
+
+
+# --- the converter ------------------------------------------------------------------------
+
+
+def _structure_str(value: object, _type: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_snip(value)}")
+    return value
+
+
+def _structure_int(value: object, _type: object) -> int:
+    return parse_int64(value)
+
+
+def _structure_status(value: object, _type: object) -> ProposalStatus:
+    if isinstance(value, str) and value.startswith("PROPOSAL_STATUS_"):
+        name = value.removeprefix("PROPOSAL_STATUS_")
+        if name in ProposalStatus.__members__:
+            return ProposalStatus[name]
+        raise ValueError(f"unknown proposal status {_snip(value)}")
+    number = parse_int64(value, minimum=0)
+    try:
+        return ProposalStatus(number)
+    except ValueError:
+        raise ValueError(f"unknown proposal status {number}") from None
+
+
+def _structure_any(value: object, _type: object, *, depth: int = 0) -> UpgradeAny:
+    """Find the plan in a message/content `Any`, whichever of the four encodings it uses.
+
+    `MsgSoftwareUpgrade` and `SoftwareUpgradeProposal` carry `plan` directly;
+    `MsgExecLegacyContent` wraps a legacy content in `content` (one level deep in practice).
+    Any other type (text, params, cancel, ...) carries no plan.
+    """
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an Any object, got {_snip(value)}")
+    type_url = value.get("@type")
+    if type_url in _PLAN_CARRIERS:
+        if "plan" not in value:
+            raise ValueError(f"{type_url} without a plan")
+        return UpgradeAny(plan=converter.structure(value["plan"], PlanJSON))
+    if type_url == MSG_EXEC_LEGACY_CONTENT and depth < 2:
+        content = value.get("content")
+        if content is None:
+            return UpgradeAny(plan=None)
+        return _structure_any(content, UpgradeAny, depth=depth + 1)
+    return UpgradeAny(plan=None)
+
+
+converter = cattrs.Converter(forbid_extra_keys=False)
+converter.register_structure_hook(str, _structure_str)
+converter.register_structure_hook(int, _structure_int)
+converter.register_structure_hook(Int64, _structure_int)
+converter.register_structure_hook(UInt64, lambda v, _t: parse_int64(v, minimum=0))
+converter.register_structure_hook(ProposalStatus, _structure_status)
+converter.register_structure_hook(UpgradeAny, _structure_any)
+
+
+# --- decoders -----------------------------------------------------------------------------
+
+
+def structure(body: bytes, cls: type[T]) -> T:
+    """Parse `body` as JSON and structure it as `cls`, or raise `MalformedJSON`."""
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
+        reason = f"not JSON ({type(exc).__name__}: {str(exc)[:120]}); body {_snip(body)}"
+        raise MalformedJSON(reason) from None
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:  # cattrs wraps hook errors in (nested) exception groups
+        raise MalformedJSON(_describe(exc)) from exc
+
+
+def current_plan(body: bytes) -> Plan | None:
+    plan = structure(body, CurrentPlanJSON).plan
+    if plan is not None and plan.height <= 0:
+        # The SDK refuses to schedule such a plan; acting on it would be a guess.
+        raise MalformedJSON(f"current plan {plan.name[:80]!r} has height {plan.height} <= 0")
+    return None if plan is None else plan.to_model()
+
+
+def applied_height(body: bytes) -> int:
+    return structure(body, AppliedPlanJSON).height
+
+
+def latest_block(body: bytes) -> HeaderJSON:
+    answer = structure(body, BlocksLatestJSON)
+    block = answer.block if answer.block is not None else answer.sdk_block
+    if block is None:
+        raise MalformedJSON("neither block.header nor sdk_block.header is present @ $")
+    return block.header
+
+
+def proposals_v1(body: bytes) -> ProposalPage:
+    answer = structure(body, ProposalsV1JSON)
+    upgrades = []
+    for item in answer.proposals:
+        # Messages run in order and a later schedule overwrites an earlier one: last wins.
+        plans = [m.plan for m in item.messages if m.plan is not None]
+        if plans:
+            upgrades.append(_upgrade(item.id, item.status, plans[-1]))
+    return _page(upgrades, answer.pagination, len(answer.proposals))
+
+
+def proposals_v1beta1(body: bytes) -> ProposalPage:
+    answer = structure(body, ProposalsV1beta1JSON)
+    upgrades = [
+        _upgrade(item.proposal_id, item.status, item.content.plan)
+        for item in answer.proposals
+        if item.content is not None and item.content.plan is not None
+    ]
+    return _page(upgrades, answer.pagination, len(answer.proposals))
+
+
+def error_body(body: bytes) -> ErrorJSON | None:
+    """The LCD's own error (`code`, `message`), or None when the body is not such JSON."""
+    try:
+        return structure(body, ErrorJSON)
+    except MalformedJSON:
+        return None
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _upgrade(proposal_id: int, status: ProposalStatus, plan: PlanJSON) -> UpgradeProposal:
+    return UpgradeProposal(id=proposal_id, status=status, plan=plan.to_model())
+
+
+def _page(found: list[UpgradeProposal], page: PageJSON | None, size: int) -> ProposalPage:
+    # Height <= 0 is a signal proposal (Cosmos Hub 38), not an upgrade.
+    upgrades = [u for u in found if u.plan.height > 0]
+    next_key = page.next_key if page is not None and page.next_key else None
+    return ProposalPage(upgrades=upgrades, next_key=next_key, size=size)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        messages = cattrs.transform_error(exc, format_exception=_format_leaf)
+    except Exception:
+        messages = [f"{type(exc).__name__}: {exc}"]
+    return "; ".join(m[:200] for m in messages[:3]) or type(exc).__name__
+
+
+def _format_leaf(exc: BaseException, type_: type | None) -> str:
+    # Our hooks raise ValueError with a precise reason ("expected an int64 string, got '12a'").
+    if isinstance(exc, ValueError) and type(exc) is ValueError:
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+def _snip(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

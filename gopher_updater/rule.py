@@ -1,0 +1,417 @@
+"""The promotion rule, as pure functions over frozen values (no I/O, no clock, no logging).
+
+The rule (cosmos-lcd reference §4): promote plan P at height H only when ONE observation shows
+`current_plan` still holding P *and* `blocks/latest` at a block height >= H. At the halt the
+block store holds H while the app (and the height header) stays at H-1, so the header is never
+evidence; neither is an unreachable LCD, which is normal near H (pods crash-loop) and says
+nothing about the height.
+
+How the daemon drives it, once per poll:
+
+    answer = await chain.current_plan()              # (ChainError -> Observation(None, ...))
+    height = await chain.latest_height() if needs_latest_block(state, answer) else None
+    result = step(state, Observation(answer, height, trio.current_time()), source_prefix=...,
+                  target_prefix=...)
+    state = result.state; log result.events; act on result.decision:
+      Promote(job)      -> retag (retrying until done; the rule never emits it twice)
+      CheckApplied(p)   -> h = await chain.applied_height(p.name);
+                           result = on_applied(state, decision, h, ...)  (same prefixes)
+      InvalidPlanName   -> report (status, metric); never retag
+      Wait / Cancelled  -> nothing; `suggested_delay` picks the next poll
+
+Start-up catch-up: if `catch_up(state, answer, newest_passed)` returns a CheckApplied, do the
+same applied_plan round trip; a plan applied while the daemon was down is then promoted (the
+registry step later skips it when the target already points at the source digest).
+
+A plan that vanishes (cancelled, replaced, or applied while we were not looking) is queued in
+`WatchState.pending` and `CheckApplied` is repeated every poll until `on_applied` resolves it,
+so a failed applied_plan request loses nothing.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
+
+import attrs
+
+from gopher_updater.model import (
+    Height,
+    Plan,
+    PlanAnswer,
+    ProposalStatus,
+    RetagJob,
+    UpgradeProposal,
+    is_valid_tag,
+)
+
+#: Height change points kept for the block-time estimate.
+MAX_SAMPLES = 32
+#: Fetch blocks/latest once the header says the chain is this close to H.
+NEAR_BLOCKS = 3
+
+
+# --- inputs and state ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class Observation:
+    """One poll. `plan` None = current_plan failed (an outage: never promotes).
+
+    `height` None = blocks/latest was not asked or failed. `at` = monotonic seconds.
+    """
+
+    plan: PlanAnswer | None
+    height: Height | None
+    at: float
+
+
+@attrs.frozen
+class WatchState:
+    plan: Plan | None = None  # the current plan as last seen
+    promoted: frozenset[str] = frozenset()  # plan names already promoted: at most once each
+    pending: tuple[Plan, ...] = ()  # vanished plans whose applied_plan is still to be asked
+    #: (at, height) each time a higher chain height was first seen, oldest first.
+    changes: tuple[tuple[float, int], ...] = ()
+
+    @property
+    def height(self) -> int | None:
+        return self.changes[-1][1] if self.changes else None
+
+
+# --- decisions ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Wait:
+    reason: str
+    plan: Plan | None = None
+    blocks_left: int | None = None
+    eta: float | None = None  # seconds until `plan.height`, when there is an estimate
+
+
+@attrs.frozen
+class Promote:
+    job: RetagJob
+
+
+@attrs.frozen
+class CheckApplied:
+    """Ask `applied_plan/{plan.name}`, then call `on_applied` with the answer."""
+
+    plan: Plan
+    reason: str = "gone"  # "gone" (vanished while watched) or "catch-up" (start-up)
+
+
+@attrs.frozen
+class InvalidPlanName:
+    plan: Plan
+    reason: str
+
+
+@attrs.frozen
+class Cancelled:
+    plan: Plan
+
+
+Decision = Wait | Promote | CheckApplied | InvalidPlanName | Cancelled
+
+
+# --- events (for logs; they never drive anything) -----------------------------------------
+
+
+@attrs.frozen
+class PlanSeen:
+    plan: Plan
+
+
+@attrs.frozen
+class PlanRescheduled:
+    old: Plan
+    new: Plan
+
+
+@attrs.frozen
+class PlanGone:
+    plan: Plan
+    replaced_by: Plan | None
+    already_promoted: bool
+
+
+@attrs.frozen
+class HaltDetected:
+    plan: Plan
+    block: int
+    app: int | None
+
+
+@attrs.frozen
+class PlanCancelled:
+    plan: Plan
+
+
+@attrs.frozen
+class PlanAppliedElsewhere:
+    plan: Plan
+    applied_height: int
+
+
+@attrs.frozen
+class ChainUnavailable:
+    pass
+
+
+Event = (
+    PlanSeen
+    | PlanRescheduled
+    | PlanGone
+    | HaltDetected
+    | PlanCancelled
+    | PlanAppliedElsewhere
+    | ChainUnavailable
+)
+
+
+@attrs.frozen
+class Step:
+    state: WatchState
+    decision: Decision
+    events: tuple[Event, ...] = ()
+
+
+# --- the rule -----------------------------------------------------------------------------
+
+
+def step(state: WatchState, obs: Observation, *, source_prefix: str, target_prefix: str) -> Step:
+    """Advance the watch by one observation and say what to do now."""
+    state = _record_height(state, obs)
+    if obs.plan is None:
+        wait = _wait(state, state.plan, obs.at, "chain unavailable")
+        return Step(state, wait, (ChainUnavailable(),))
+
+    current = obs.plan.plan if obs.plan.plan is not None and obs.plan.plan.height > 0 else None
+    state, events = _track(state, current)
+
+    halt = _halt_evidence(state, obs)
+    if halt is not None:
+        events.append(halt)
+        built = build_job(halt.plan, source_prefix, target_prefix, reason="halt")
+        if isinstance(built, RetagJob):  # first: the halt is the time-critical moment
+            state = attrs.evolve(state, promoted=state.promoted | {halt.plan.name})
+            return Step(state, Promote(built), tuple(events))
+
+    if state.pending:
+        return Step(state, CheckApplied(state.pending[0]), tuple(events))
+    if current is None:
+        return Step(state, Wait("no plan"), tuple(events))
+    if current.name in state.promoted:
+        return Step(state, Wait("promoted; waiting for the upgrade", current), tuple(events))
+    built = build_job(current, source_prefix, target_prefix, reason="halt")
+    if isinstance(built, InvalidPlanName):
+        return Step(state, built, tuple(events))
+    return Step(state, _wait(state, current, obs.at, "plan scheduled"), tuple(events))
+
+
+def on_applied(
+    state: WatchState,
+    check: CheckApplied,
+    applied_height: int,
+    *,
+    source_prefix: str,
+    target_prefix: str,
+) -> Step:
+    """Turn the `applied_plan` answer for `check.plan` into Promote or Cancelled.
+
+    Height > 0: the chain applied the plan (our LCD missed the halt, or the daemon was down),
+    so the retag is due, at the height the chain applied it. 0: cancelled or replaced.
+    """
+    plan = check.plan
+    state = attrs.evolve(state, pending=tuple(p for p in state.pending if p.name != plan.name))
+    if plan.name in state.promoted:
+        return Step(state, Wait("already promoted", plan))
+    if applied_height <= 0:
+        return Step(state, Cancelled(plan), (PlanCancelled(plan),))
+    applied = attrs.evolve(plan, height=applied_height)
+    events: tuple[Event, ...] = (PlanAppliedElsewhere(plan, applied_height),)
+    reason = "catch-up" if check.reason == "catch-up" else "applied"
+    built = build_job(applied, source_prefix, target_prefix, reason=reason)
+    if isinstance(built, InvalidPlanName):
+        return Step(state, built, events)
+    state = attrs.evolve(state, promoted=state.promoted | {plan.name})
+    return Step(state, Promote(built), events)
+
+
+def catch_up(
+    state: WatchState, answer: PlanAnswer, proposals: Iterable[UpgradeProposal]
+) -> CheckApplied | None:
+    """With no current plan, the newest PASSED upgrade may have been applied while we were
+    away: ask applied_plan about it (only the newest one; older upgrades are history)."""
+    if answer.plan is not None:
+        return None
+    passed = [p for p in proposals if p.status == ProposalStatus.PASSED and p.plan.height > 0]
+    if not passed:
+        return None
+    newest = max(passed, key=lambda p: p.id)
+    if newest.plan.name in state.promoted:
+        return None
+    return CheckApplied(newest.plan, reason="catch-up")
+
+
+def build_job(
+    plan: Plan, source_prefix: str, target_prefix: str, *, reason: str
+) -> RetagJob | InvalidPlanName:
+    """The retag job for `plan`, or why its name cannot become a tag (never sanitised)."""
+    if not plan.name:  # the SDK refuses empty names; "release-" alone is not this plan
+        return InvalidPlanName(plan, "empty plan name")
+    for tag in (source_prefix + plan.name, target_prefix + plan.name):
+        if not is_valid_tag(tag):
+            shown = tag if len(tag) <= 80 else tag[:77] + "..."
+            return InvalidPlanName(plan, f"{shown!r} is not a valid image tag")
+    return RetagJob(
+        plan=plan,
+        source_tag=source_prefix + plan.name,
+        target_tag=target_prefix + plan.name,
+        reason=reason,
+    )
+
+
+def needs_latest_block(
+    state: WatchState, answer: PlanAnswer, *, near_blocks: int = NEAR_BLOCKS
+) -> bool:
+    """Whether this poll must also ask blocks/latest (~4 KB) after current_plan.
+
+    Only while an unpromoted plan is current and the header height is within `near_blocks`
+    of H (at the halt the header says H-1), or the node sends no height header at all.
+    """
+    plan = answer.plan
+    if plan is None or plan.height <= 0 or plan.name in state.promoted:
+        return False
+    return answer.app_height is None or answer.app_height >= plan.height - near_blocks
+
+
+def upcoming(proposals: Iterable[UpgradeProposal], height: int) -> list[UpgradeProposal]:
+    """Early warning: upgrades in voting or passed whose height is still ahead, soonest first."""
+    ahead = [
+        p
+        for p in proposals
+        if p.status in (ProposalStatus.VOTING_PERIOD, ProposalStatus.PASSED)
+        and p.plan.height > height
+    ]
+    return sorted(ahead, key=lambda p: (p.plan.height, p.id))
+
+
+# --- block time and ETA -------------------------------------------------------------------
+
+
+def block_time(changes: Sequence[tuple[float, int]], *, window: int = 20) -> float | None:
+    """Seconds per block: the median over the last `window` pairs of height change points.
+
+    Each pair (t1, h1) -> (t2, h2) gives (t2 - t1) / (h2 - h1). Using change points rather
+    than every poll keeps fast polling from reading "1 block per poll interval"; the median
+    shrugs off an outage or a stalled chain spanning one pair.
+    """
+    recent = list(changes)[-(window + 1) :]
+    rates = [
+        (t2 - t1) / (h2 - h1) for (t1, h1), (t2, h2) in pairwise(recent) if h2 > h1 and t2 > t1
+    ]
+    return statistics.median(rates) if rates else None
+
+
+def eta(state: WatchState, height: int, now: float) -> float | None:
+    """Seconds until block `height` is expected; 0 once it was seen; None without estimate.
+
+    Time spent since the last height change only shortens the block in progress, so a
+    stalled chain far from H does not count down to zero.
+    """
+    if not state.changes:
+        return None
+    seen_at, seen = state.changes[-1]
+    if seen >= height:
+        return 0.0
+    per_block = block_time(state.changes)
+    if per_block is None:
+        return None
+    left = height - seen
+    return max((left - 1) * per_block, left * per_block - (now - seen_at))
+
+
+def suggested_delay(
+    state: WatchState, now: float, *, idle: float, fast: float, near_blocks: int = NEAR_BLOCKS
+) -> float:
+    """Next poll delay: `idle` with no plan, `fast` near H, half the ETA in between."""
+    plan = state.plan
+    if plan is None or plan.name in state.promoted:
+        return idle
+    if state.pending:
+        return fast
+    seen = state.height
+    if seen is not None and seen >= plan.height - near_blocks:
+        return fast
+    remaining = eta(state, plan.height, now)
+    if remaining is None:
+        return fast
+    return min(idle, max(fast, remaining / 2))
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _track(state: WatchState, current: Plan | None) -> tuple[WatchState, list[Event]]:
+    """Follow the current plan from poll to poll: seen, rescheduled, gone (-> pending)."""
+    events: list[Event] = []
+    pending = list(state.pending)
+    previous = state.plan
+    rescheduled = False
+    if current is not None:
+        # A vanished plan is back under the same name: it was never applied (an applied name
+        # cannot be scheduled again), so there is nothing to ask about it any more.
+        for old in [p for p in pending if p.name == current.name]:
+            pending.remove(old)
+            if old != current:
+                events.append(PlanRescheduled(old, current))
+                rescheduled = True
+    if previous is not None and previous != current:
+        if current is not None and current.name == previous.name:
+            events.append(PlanRescheduled(previous, current))
+            rescheduled = True
+        else:
+            done = previous.name in state.promoted
+            events.append(PlanGone(previous, replaced_by=current, already_promoted=done))
+            if not done and previous not in pending:
+                pending.append(previous)  # cancelled, replaced or applied: ask applied_plan
+    if current is not None and current != previous and not rescheduled:
+        events.append(PlanSeen(current))
+    return attrs.evolve(state, plan=current, pending=tuple(pending)), events
+
+
+def _halt_evidence(state: WatchState, obs: Observation) -> HaltDetected | None:
+    """The rule itself: this very observation shows the plan current AND blocks/latest >= H."""
+    plan = state.plan
+    if plan is None or plan.name in state.promoted or obs.plan is None or obs.height is None:
+        return None
+    if obs.height.block < plan.height:
+        return None
+    app = obs.height.app if obs.height.app is not None else obs.plan.app_height
+    return HaltDetected(plan, block=obs.height.block, app=app)
+
+
+def _record_height(state: WatchState, obs: Observation) -> WatchState:
+    if obs.height is not None:
+        seen: int | None = obs.height.block
+    elif obs.plan is not None:
+        seen = obs.plan.app_height
+    else:
+        seen = None
+    # Only rises count: load-balanced LCDs and the header's H-1 at a halt read lower.
+    if seen is None or (state.height is not None and seen <= state.height):
+        return state
+    return attrs.evolve(state, changes=(*state.changes, (obs.at, seen))[-MAX_SAMPLES:])
+
+
+def _wait(state: WatchState, plan: Plan | None, now: float, reason: str) -> Wait:
+    if plan is None:
+        return Wait(reason)
+    seen = state.height
+    left = None if seen is None else max(0, plan.height - seen)
+    return Wait(reason, plan, blocks_left=left, eta=eta(state, plan.height, now))

@@ -1,0 +1,559 @@
+"""The promotion rule: unit cases from the reference's halt table, then property tests that
+drive `step`/`on_applied` with random chain histories (a small model of x/upgrade at H:
+block store at H, app at H-1, plan still current) and check the safety invariants."""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from gopher_updater import rule
+from gopher_updater.model import (
+    Height,
+    Plan,
+    PlanAnswer,
+    ProposalStatus,
+    RetagJob,
+    UpgradeProposal,
+    is_valid_tag,
+)
+from gopher_updater.rule import (
+    CheckApplied,
+    Observation,
+    Promote,
+    Wait,
+    WatchState,
+)
+
+SRC, DST = "release-", "prod-"
+
+
+def run(state: WatchState, obs: Observation) -> rule.Step:
+    return rule.step(state, obs, source_prefix=SRC, target_prefix=DST)
+
+
+def answer(state: WatchState, check: CheckApplied, height: int) -> rule.Step:
+    return rule.on_applied(state, check, height, source_prefix=SRC, target_prefix=DST)
+
+
+def seen(
+    plan: Plan | None, app: int | None, block: int | None = None, at: float = 0.0
+) -> Observation:
+    """One poll: current_plan answered `plan` with header `app`; blocks/latest said `block`."""
+    height = None if block is None else Height(block=block, app=app)
+    return Observation(PlanAnswer(plan, app), height, at)
+
+
+def promotes(result: rule.Step) -> list[RetagJob]:
+    return [result.decision.job] if isinstance(result.decision, Promote) else []
+
+
+# --- unit cases ---------------------------------------------------------------------------
+
+
+def test_promotes_only_when_blocks_latest_reaches_h() -> None:
+    plan = Plan("v18", 21330500)
+    h = plan.height
+    state = WatchState()
+    # Every row of the reference's table before the halt: no promotion.
+    for block, app in [(h - 10, h - 10), (h - 1, h - 2), (h - 1, h - 1)]:
+        result = run(state, seen(plan, app, block))
+        assert promotes(result) == []
+        state = result.state
+    result = run(state, seen(plan, h - 1, h))  # halted: block store H, app H-1
+    assert promotes(result) == [RetagJob(plan, SRC + plan.name, DST + plan.name)]
+    assert rule.HaltDetected(plan, block=h, app=h - 1) in result.events
+    # Still halted on the next polls, then applied: never promoted twice.
+    state = result.state
+    for obs in [seen(plan, h - 1, h), seen(plan, h - 1, h), seen(None, h, h + 1)]:
+        result = run(state, obs)
+        assert promotes(result) == []
+        assert not isinstance(result.decision, CheckApplied)  # its vanishing is the upgrade
+        state = result.state
+
+
+def test_header_alone_never_promotes() -> None:
+    plan = Plan("v2", 100)
+    state = run(WatchState(), seen(plan, 50, 50)).state
+    for app in (plan.height - 1, plan.height, plan.height + 5):
+        result = run(state, seen(plan, app))  # no blocks/latest on this poll
+        assert promotes(result) == []
+        state = result.state
+
+
+def test_outage_near_h_never_promotes() -> None:
+    plan = Plan("v2", 100)
+    state = run(WatchState(), seen(plan, plan.height - 1, plan.height - 1)).state
+    for at in range(1, 20):
+        result = run(state, Observation(None, None, float(at)))
+        assert promotes(result) == []
+        assert rule.ChainUnavailable() in result.events
+        state = result.state
+    # The LCD comes back showing the halt: that observation promotes.
+    assert len(promotes(run(state, seen(plan, plan.height - 1, plan.height)))) == 1
+
+
+def test_cancelled_plan_is_checked_then_dropped() -> None:
+    plan = Plan("v2", 100)
+    state = run(WatchState(), seen(plan, 90, 90)).state
+    result = run(state, seen(None, 91, 91))
+    assert result.decision == CheckApplied(plan)
+    assert rule.PlanGone(plan, replaced_by=None, already_promoted=False) in result.events
+    # The applied_plan request failed: the check is asked again on the next poll.
+    result = run(result.state, seen(None, 92, 92))
+    assert result.decision == CheckApplied(plan)
+    resolved = answer(result.state, result.decision, 0)
+    assert resolved.decision == rule.Cancelled(plan)
+    state = resolved.state
+    for block in range(plan.height - 1, plan.height + 3):
+        result = run(state, seen(None, block, block))
+        assert result.decision == Wait("no plan")
+        state = result.state
+
+
+def test_plan_applied_while_unobserved_is_promoted_at_applied_height() -> None:
+    plan = Plan("v2", 100, info="x")
+    state = run(WatchState(), seen(plan, 90, 90)).state
+    state = run(state, Observation(None, None, 1.0)).state  # outage across the halt
+    result = run(state, seen(None, plan.height + 7, plan.height + 7))
+    assert isinstance(result.decision, CheckApplied)
+    applied_at = plan.height
+    resolved = answer(result.state, result.decision, applied_at)
+    expected = RetagJob(attrs.evolve(plan, height=applied_at), SRC + plan.name, DST + plan.name)
+    assert promotes(resolved) == [expected]
+    assert resolved.decision.job.reason == "applied"  # type: ignore[union-attr]
+    assert resolved.state.pending == ()
+
+
+def test_rescheduled_plan_promotes_only_at_new_height() -> None:
+    old = Plan("v2", 100)
+    new = Plan("v2", 150)
+    state = run(WatchState(), seen(old, 90, 90)).state
+    result = run(state, seen(new, 95, 95))
+    assert rule.PlanRescheduled(old, new) in result.events
+    assert not isinstance(result.decision, CheckApplied)
+    state = result.state
+    for block in range(old.height - 1, new.height):
+        result = run(state, seen(new, block, block))
+        assert promotes(result) == []
+        state = result.state
+    assert [j.plan for j in promotes(run(state, seen(new, new.height - 1, new.height)))] == [new]
+
+
+def test_replaced_plan_is_checked_and_new_plan_watched() -> None:
+    old = Plan("v2", 100)
+    new = Plan("v3", 120)
+    state = run(WatchState(), seen(old, 90, 90)).state
+    result = run(state, seen(new, 95, 95))
+    assert result.decision == CheckApplied(old)
+    state = answer(result.state, result.decision, 0).state
+    result = run(state, seen(new, new.height - 1, new.height))
+    assert [j.plan for j in promotes(result)] == [new]
+
+
+def test_halt_promotion_takes_precedence_over_pending_check() -> None:
+    old = Plan("v2", 100)
+    new = Plan("v3", 101)
+    state = run(WatchState(), seen(old, 90, 90)).state
+    result = run(state, seen(new, new.height - 1, new.height))
+    assert [j.plan for j in promotes(result)] == [new]
+    assert result.state.pending == (old,)  # still asked on the next poll
+    assert run(result.state, seen(new, new.height - 1, new.height)).decision == CheckApplied(old)
+
+
+@pytest.mark.parametrize(
+    "name", ["Signal Proposal to Adopt the Liquidity Module", "v1/2", "", "x" * 130, "v1:2"]
+)
+def test_invalid_plan_name_is_reported_never_promoted(name: str) -> None:
+    plan = Plan(name, 100)
+    state = WatchState()
+    for block in (90, plan.height, plan.height + 1):
+        result = run(state, seen(plan, block - 1, block))
+        assert isinstance(result.decision, rule.InvalidPlanName)
+        assert result.decision.plan == plan
+        state = result.state
+
+
+def test_non_positive_plan_height_is_no_plan() -> None:
+    for height in (0, -5):
+        result = run(WatchState(), seen(Plan("v2", height), 10, 10))
+        assert result.decision == Wait("no plan")
+        assert result.state.plan is None
+
+
+def test_catch_up_asks_about_newest_passed_upgrade_only() -> None:
+    plans = [Plan(f"v{i}", 1000 * i) for i in range(1, 5)]
+    proposals = [
+        UpgradeProposal(10, ProposalStatus.PASSED, plans[0]),
+        UpgradeProposal(30, ProposalStatus.PASSED, plans[2]),
+        UpgradeProposal(20, ProposalStatus.PASSED, plans[1]),
+        UpgradeProposal(40, ProposalStatus.REJECTED, plans[3]),
+        UpgradeProposal(50, ProposalStatus.PASSED, Plan("signal", 0)),
+    ]
+    state = WatchState()
+    newest_passed = max(
+        (p for p in proposals if p.status == ProposalStatus.PASSED and p.plan.height > 0),
+        key=lambda p: p.id,
+    )
+    check = rule.catch_up(state, PlanAnswer(None, 5000), proposals)
+    assert check == CheckApplied(newest_passed.plan, reason="catch-up")
+    assert rule.catch_up(state, PlanAnswer(plans[3], 5000), proposals) is None  # a plan is current
+    assert rule.catch_up(state, PlanAnswer(None, 5000), proposals[3:]) is None
+    result = answer(state, check, newest_passed.plan.height)
+    assert [j.target_tag for j in promotes(result)] == [DST + newest_passed.plan.name]
+    assert result.decision.job.reason == "catch-up"  # type: ignore[union-attr]
+    assert rule.catch_up(result.state, PlanAnswer(None, 5000), proposals) is None
+    assert answer(state, check, 0).decision == rule.Cancelled(newest_passed.plan)
+
+
+def test_needs_latest_block_keeps_idle_polls_to_one_request() -> None:
+    plan = Plan("v2", 100)
+    near = rule.NEAR_BLOCKS
+    state = WatchState()
+    assert not rule.needs_latest_block(state, PlanAnswer(None, 50))
+    assert not rule.needs_latest_block(state, PlanAnswer(plan, plan.height - near - 1))
+    assert rule.needs_latest_block(state, PlanAnswer(plan, plan.height - near))
+    assert rule.needs_latest_block(state, PlanAnswer(plan, plan.height - 1))  # the halt
+    assert rule.needs_latest_block(state, PlanAnswer(plan, None))  # no header: must ask
+    done = attrs.evolve(state, promoted=frozenset({plan.name}))
+    assert not rule.needs_latest_block(done, PlanAnswer(plan, plan.height - 1))
+
+
+def test_upcoming_lists_voting_and_passed_upgrades_ahead() -> None:
+    height = 1000
+    proposals = [
+        UpgradeProposal(i, status, Plan(f"p{i}", h))
+        for i, (status, h) in enumerate(
+            [
+                (ProposalStatus.PASSED, height - 1),
+                (ProposalStatus.PASSED, height + 500),
+                (ProposalStatus.VOTING_PERIOD, height + 100),
+                (ProposalStatus.REJECTED, height + 50),
+                (ProposalStatus.DEPOSIT_PERIOD, height + 60),
+                (ProposalStatus.PASSED, height),
+            ]
+        )
+    ]
+    got = rule.upcoming(proposals, height)
+    wanted = {
+        p.id
+        for p in proposals
+        if p.status in (ProposalStatus.PASSED, ProposalStatus.VOTING_PERIOD)
+        and p.plan.height > height
+    }
+    assert {p.id for p in got} == wanted
+    assert [p.plan.height for p in got] == sorted(p.plan.height for p in got)
+
+
+def test_wait_reports_blocks_left_and_eta() -> None:
+    plan = Plan("v2", 200)
+    per_block = 6.0
+    state = WatchState()
+    for i in range(10):
+        result = run(state, seen(plan, 100 + i, at=i * per_block))
+        state = result.state
+    last = 109
+    assert isinstance(result.decision, Wait)
+    assert result.decision.blocks_left == plan.height - last
+    assert result.decision.eta == pytest.approx((plan.height - last) * per_block)
+
+
+# --- block time and ETA properties --------------------------------------------------------
+
+
+@settings(max_examples=500)
+@given(
+    per_block=st.floats(0.2, 60.0),
+    blocks=st.integers(2, 40),
+    start=st.integers(1, 10**9),
+    t0=st.floats(0, 1e6),
+)
+def test_block_time_exact_when_every_change_is_seen(
+    per_block: float, blocks: int, start: int, t0: float
+) -> None:
+    changes = [(t0 + i * per_block, start + i) for i in range(blocks)]
+    estimate = rule.block_time(changes)
+    assert estimate == pytest.approx(per_block, rel=1e-6)
+
+
+@settings(max_examples=500)
+@given(
+    per_block=st.floats(0.5, 30.0),
+    period=st.floats(0.1, 60.0),
+    polls=st.integers(10, 60),
+    phase=st.floats(0, 1),
+)
+def test_block_time_within_one_poll_period_when_polled(
+    per_block: float, period: float, polls: int, phase: float
+) -> None:
+    """Polling every `period` s a chain producing a block every `per_block` s: each pair of
+    change points is off by less than one period, so the median is too."""
+    state = WatchState()
+    for k in range(polls):
+        now = (k + phase) * period
+        height = 1000 + math.floor(now / per_block)
+        state = run(state, seen(None, height, at=now)).state
+    estimate = rule.block_time(state.changes)
+    if len(state.changes) < 2:
+        assert estimate is None
+    else:
+        assert estimate is not None
+        assert abs(estimate - per_block) <= period + 1e-6
+
+
+@settings(max_examples=500)
+@given(
+    per_block=st.floats(0.5, 30.0),
+    good=st.integers(5, 20),
+    outliers=st.lists(st.floats(100.0, 1e5), max_size=4),
+    data=st.data(),
+)
+def test_block_time_ignores_a_minority_of_outliers(
+    per_block: float, good: int, outliers: list[float], data: st.DataObject
+) -> None:
+    """Stalls (an LCD outage, a slow block) fewer than half the pairs leave the median."""
+    gaps = [per_block] * good + [per_block + extra for extra in outliers]
+    gaps = data.draw(st.permutations(gaps))
+    changes = [(0.0, 1)]
+    for gap in gaps:
+        changes.append((changes[-1][0] + gap, changes[-1][1] + 1))
+    assert rule.block_time(changes, window=len(gaps)) == pytest.approx(per_block)
+
+
+@settings(max_examples=500)
+@given(
+    per_block=st.floats(0.5, 30.0),
+    height=st.integers(10, 10**8),
+    ahead=st.integers(-5, 10_000),
+    waits=st.lists(st.floats(0, 1e4), min_size=1, max_size=10),
+)
+def test_eta_counts_down_and_never_below_whole_blocks(
+    per_block: float, height: int, ahead: int, waits: list[float]
+) -> None:
+    changes = tuple((i * per_block, height - 5 + i) for i in range(6))
+    state = WatchState(changes=changes)
+    seen_at, last = changes[-1]
+    target = last + ahead
+    at_seen = rule.eta(state, target, seen_at)
+    assert at_seen is not None
+    if ahead <= 0:
+        assert at_seen == 0.0
+        return
+    assert at_seen == pytest.approx(ahead * per_block)
+    previous = at_seen
+    for now in sorted(seen_at + w for w in waits):
+        current = rule.eta(state, target, now)
+        assert current is not None
+        assert current <= previous + 1e-9
+        assert current >= (ahead - 1) * per_block - 1e-9
+        previous = current
+
+
+@settings(max_examples=500)
+@given(
+    heights=st.lists(st.integers(0, 10**6), max_size=30),
+    plan_height=st.integers(1, 10**6),
+    idle=st.floats(5, 120),
+    fast=st.floats(0.1, 5),
+    now=st.floats(0, 1e5),
+)
+def test_suggested_delay_stays_between_fast_and_idle(
+    heights: list[int], plan_height: int, idle: float, fast: float, now: float
+) -> None:
+    plan = Plan("v2", plan_height)
+    state = WatchState()
+    for i, h in enumerate(sorted(heights)):
+        state = run(state, seen(plan, h, at=float(i))).state
+    delay = rule.suggested_delay(state, now, idle=idle, fast=fast)
+    assert fast <= delay <= idle
+    no_plan = attrs.evolve(state, plan=None)
+    assert rule.suggested_delay(no_plan, now, idle=idle, fast=fast) == idle
+
+
+# --- the rule against random chain histories ----------------------------------------------
+
+
+@attrs.define
+class ModelChain:
+    """x/upgrade as the reference §4 describes it, reduced to what the rule can observe."""
+
+    block: int = 100
+    plan: Plan | None = None
+    halted: bool = False
+    applied: dict[str, int] = attrs.Factory(dict)
+
+    @property
+    def app(self) -> int:
+        return self.block - 1 if self.halted else self.block
+
+    def advance(self, n: int) -> None:
+        for _ in range(n):
+            if self.halted:
+                return
+            self.block += 1
+            if self.plan is not None and self.block >= self.plan.height:
+                self.halted = True  # block H stored, never committed by the old binary
+
+    def schedule(self, name: str, delta: int) -> None:
+        if not self.halted and name not in self.applied:  # the SDK refuses applied names
+            self.plan = Plan(name, self.block + delta)
+
+    def cancel(self) -> None:
+        if not self.halted:
+            self.plan = None
+
+    def upgrade(self) -> None:  # the new binary starts: applies, clears, records H
+        if self.halted and self.plan is not None:
+            self.applied[self.plan.name] = self.plan.height
+            self.plan = None
+            self.halted = False
+
+
+NAMES = st.one_of(
+    st.sampled_from(["v2", "v3", "v18", "Vega", "v7-Theta", "v0.5.0"]),
+    st.sampled_from(["v2", "v3", "v4"]),
+    st.sampled_from(["Signal Proposal", "v1/2", "", "-bad", "x" * 125]),
+    st.text(alphabet="vV019_.-", min_size=1, max_size=6),
+)
+PREFIXES = st.sampled_from([("release-", "prod-"), ("", "live-"), ("src_", ""), ("a" * 120, "b")])
+
+OPS = st.one_of(
+    st.tuples(st.just("advance"), st.integers(1, 12)),
+    st.tuples(st.just("advance"), st.integers(1, 12)),
+    st.tuples(st.just("schedule"), st.tuples(NAMES, st.integers(1, 25))),
+    st.tuples(st.just("cancel"), st.none()),
+    st.tuples(st.just("upgrade"), st.none()),
+    st.tuples(st.just("upgrade"), st.none()),
+    st.tuples(st.just("poll"), st.sampled_from(["auto", "full", "header", "outage"])),
+    st.tuples(st.just("poll"), st.sampled_from(["auto", "header", "outage"])),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    ops=st.lists(OPS, min_size=20, max_size=100),
+    prefixes=PREFIXES,
+    check_fails=st.lists(st.booleans()),
+)
+def test_rule_is_safe_on_random_histories(
+    ops: Sequence[tuple[str, object]], prefixes: tuple[str, str], check_fails: list[bool]
+) -> None:
+    src, dst = prefixes
+    chain = ModelChain()
+    state = WatchState()
+    promoted: list[RetagJob] = []
+    watched: set[str] = set()  # names the watcher saw as the current plan
+    fails = iter(check_fails)  # which applied_plan requests fail (until the drain)
+    at = 0.0
+
+    def act(result: rule.Step, obs: Observation | None, *, lcd_flaky: bool = True) -> WatchState:
+        decision = result.decision
+        if isinstance(decision, CheckApplied) and not (lcd_flaky and next(fails, False)):
+            # applied_plan answers from the chain as it is *now*
+            height = chain.applied.get(decision.plan.name, 0)
+            result = rule.on_applied(
+                result.state, decision, height, source_prefix=src, target_prefix=dst
+            )
+            decision = result.decision
+            event(f"applied_plan -> {type(decision).__name__}")
+            if isinstance(decision, rule.Cancelled):
+                watched.discard(decision.plan.name)  # it may come back, then be seen again
+            if isinstance(decision, Promote):
+                # Only plans the chain really applied are promoted without a halt.
+                assert chain.applied.get(decision.job.plan.name) == decision.job.plan.height
+        if isinstance(decision, Promote):
+            job = decision.job
+            assert is_valid_tag(job.source_tag) and is_valid_tag(job.target_tag)
+            assert (job.source_tag, job.target_tag) == (src + job.plan.name, dst + job.plan.name)
+            assert job.plan.name not in {j.plan.name for j in promoted}, "promoted twice"
+            if job.reason == "halt":
+                # The very observation showed the plan current and blocks/latest >= H ...
+                assert obs is not None and obs.plan is not None and obs.height is not None
+                assert obs.plan.plan == job.plan and obs.height.block >= job.plan.height
+                # ... which in the model means the chain really is halted at this plan.
+                assert chain.halted and chain.plan == job.plan
+            promoted.append(job)
+            event(f"promoted ({job.reason})")
+        elif isinstance(decision, rule.InvalidPlanName):
+            assert not (
+                is_valid_tag(src + decision.plan.name)
+                and is_valid_tag(dst + decision.plan.name)
+                and decision.plan.name
+            )
+        return result.state
+
+    for op, arg in ops:
+        if op == "advance":
+            assert isinstance(arg, int)
+            chain.advance(arg)
+            at += arg * 5.0
+        elif op == "schedule":
+            assert isinstance(arg, tuple)
+            chain.schedule(*arg)
+        elif op == "cancel":
+            chain.cancel()
+        elif op == "upgrade":
+            chain.upgrade()
+        else:
+            at += 1.0
+            if arg == "outage":
+                obs = Observation(None, None, at)
+            else:
+                plan_answer = PlanAnswer(chain.plan, chain.app)
+                wants_block = arg == "full" or (
+                    arg == "auto" and rule.needs_latest_block(state, plan_answer)
+                )
+                height = Height(chain.block, chain.app) if wants_block else None
+                obs = Observation(plan_answer, height, at)
+            result = rule.step(state, obs, source_prefix=src, target_prefix=dst)
+            if obs.plan is not None and obs.plan.plan is not None:
+                watched.add(obs.plan.plan.name)
+            state = act(result, obs)
+            # Liveness: a halt observed through blocks/latest is promoted on that very poll.
+            if chain.halted and obs.height is not None and chain.plan is not None:
+                name = chain.plan.name
+                if name and is_valid_tag(src + name) and is_valid_tag(dst + name):
+                    assert name in {j.plan.name for j in promoted}
+
+    # Drain: the LCD answers every request from now on, the chain may keep going.
+    for _ in range(len(state.pending) + 2):
+        at += 1.0
+        plan_answer = PlanAnswer(chain.plan, chain.app)
+        obs = Observation(plan_answer, Height(chain.block, chain.app), at)
+        result = rule.step(state, obs, source_prefix=src, target_prefix=dst)
+        if chain.plan is not None:
+            watched.add(chain.plan.name)
+        state = act(result, obs, lcd_flaky=False)
+    assert state.pending == ()
+    # Every plan the watcher saw that the chain applied is promoted (valid names only), and
+    # nothing else: no cancelled or replaced plan, no plan that never reached its height.
+    reached = set(chain.applied) | ({chain.plan.name} if chain.halted and chain.plan else set())
+    expected = {
+        name
+        for name in watched & reached
+        if name and is_valid_tag(src + name) and is_valid_tag(dst + name)
+    }
+    assert {j.plan.name for j in promoted} == expected
+
+
+def test_rule_module_does_no_io() -> None:
+    """The rule stays pure: nothing in it can touch the network, the clock or the disk."""
+    tree = ast.parse(Path(rule.__file__).read_text())
+    imported = {
+        name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for name in (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        )
+    }
+    io_modules = {"httpx", "trio", "socket", "anyio", "time", "os", "asyncio", "h11"}
+    assert imported, "the walk found the imports"
+    assert not imported & io_modules

@@ -82,8 +82,10 @@ async def run_check(cfg: Config, out: list[str]) -> bool:
                 say(OK, f"source image {job.source_tag} present ({source})")
             if target is not None and target != source:
                 note = "will be replaced" if cfg.overwrite_target else "CONFLICT at the halt"
-                say(BAD if not cfg.overwrite_target else INFO,
-                    f"target {job.target_tag} already holds {target} ({note})")
+                say(
+                    BAD if not cfg.overwrite_target else INFO,
+                    f"target {job.target_tag} already holds {target} ({note})",
+                )
                 good = good and cfg.overwrite_target
             elif target is not None:
                 say(OK, f"target {job.target_tag} already at the source digest")

@@ -47,17 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "run"
     if command == "demo":
-        from gopher_updater import demo
+        from gopher_updater.demo import main as demo_main
 
-        return demo.main(blocks_ahead=args.blocks_ahead, block_time=args.block_time)
+        return demo_main(blocks_ahead=args.blocks_ahead, block_time=args.block_time)
     cfg = _load_or_exit()
     if command == "check":
-        from gopher_updater import check
+        from gopher_updater.check import main as check_main
 
-        return check.main(cfg)
-    from gopher_updater import daemon
+        return check_main(cfg)
+    from gopher_updater.daemon import main as daemon_main
 
-    return daemon.main(cfg)
+    return daemon_main(cfg)
 
 
 if __name__ == "__main__":  # pragma: no cover

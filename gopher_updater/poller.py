@@ -258,7 +258,9 @@ class Poller:
         try:
             with trio.fail_after(4 * self.cfg.request_timeout):
                 voting = await self.chain.upgrade_proposals(ProposalStatus.VOTING_PERIOD)
-                passed = await self.chain.newest_upgrade_proposals(ProposalStatus.PASSED, want=3)
+                passed = await self.chain.newest_upgrade_proposals(
+                    ProposalStatus.PASSED, want=3, page_limit=20
+                )
         except (ChainError, trio.TooSlowError) as exc:
             log.warning("governance listing failed; will retry later", error=str(exc) or "timeout")
             return False

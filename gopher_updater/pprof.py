@@ -21,12 +21,13 @@ import sys
 import threading
 import traceback
 import tracemalloc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
-from pyinstrument import Profiler
-from pyinstrument.renderers import SpeedscopeRenderer
 from quart import Blueprint, Response, request
+
+if TYPE_CHECKING:
+    from pyinstrument import Profiler
 
 MAX_PROFILE_SECONDS = 60.0
 _busy = False
@@ -68,6 +69,10 @@ async def profile() -> Response:
         return _text("format must be text, speedscope or pprof\n", 400)
     if _busy:
         return _text("a profile is already running\n", 409)
+    # Imported here: pyinstrument is only needed when someone profiles, not at start-up.
+    from pyinstrument import Profiler
+    from pyinstrument.renderers import SpeedscopeRenderer
+
     _busy = True
     try:
         profiler = Profiler(interval=0.001, async_mode="disabled")
@@ -211,12 +216,9 @@ def _pprof_proto(profiler: Profiler) -> bytes:
     for (fid, line), lid in locations.items():
         body += _field(4, _int_field(1, lid) + _field(4, _int_field(1, fid) + _int_field(2, line)))
     for (name, path), fid in functions.items():
-        body += _field(
-            5, _int_field(1, fid) + _int_field(2, sid(name)) + _int_field(4, sid(path))
-        )
+        body += _field(5, _int_field(1, fid) + _int_field(2, sid(name)) + _int_field(4, sid(path)))
     for text in strings:  # dicts keep insertion order = string table order
         body += _field(6, text.encode())
     body += _field(11, _int_field(1, sid("cpu")) + _int_field(2, sid("nanoseconds")))
     body += _int_field(12, interval_ns)
     return bytes(body)
-

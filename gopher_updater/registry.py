@@ -357,8 +357,11 @@ class RegistryClient:
         self, method: str, url: str, content: bytes | None, headers: dict[str, str]
     ) -> httpx.Response:
         try:
-            with trio.fail_after(self._timeout):
+            # A PUT on the wire is shielded from shutdown: abandoning it halfway would leave
+            # the operator guessing what the target holds. Its own timeout still bounds it.
+            with trio.CancelScope(shield=method == "PUT"), trio.fail_after(self._timeout):
                 return await self._http.request(method, url, content=content, headers=headers)
+            raise AssertionError("unreachable: nothing cancels the shield scope itself")
         except trio.TooSlowError:
             self._note(method, "error")
             raise RegistryUnavailable(

@@ -39,8 +39,10 @@ def test_seventeen_variables() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("true", True), ("TRUE", True), ("1", True), ("Yes", True)]
-    + [("false", False), ("0", False), ("NO", False), ("False", False)],
+    [
+        *[("true", True), ("TRUE", True), ("1", True), ("Yes", True)],
+        *[("false", False), ("0", False), ("NO", False), ("False", False)],
+    ],
 )
 def test_booleans(text: str, value: bool) -> None:
     assert config.load({**BASE, "DRY_RUN": text}).dry_run is value

@@ -33,11 +33,15 @@ async def head(reg: RunningRegistry, repo: str, tag: str) -> str | None:
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[bool]], *, timeout: float, every: float = 0.05
+    check: Callable[[], Awaitable[bool]], *, within: float, every: float = 0.05
 ) -> float:
-    """Poll `check` until true; returns the trio time at which it became true."""
-    with trio.fail_after(timeout):
-        while not await check():
+    """Poll `check` until true; returns the trio time at which it became true.
+
+    Polling on purpose: the state lives in other processes (registry, daemon), there is no
+    event to wait on.
+    """
+    with trio.fail_after(within):
+        while not await check():  # noqa: ASYNC110
             await trio.sleep(every)
     return trio.current_time()
 
@@ -92,12 +96,12 @@ async def test_promotes_at_the_halt_within_two_seconds(
         assert await head(reg, unique_repo, "mainnet-v2") is None, f"early at {sim.height}"
         await trio.sleep(0.05)
     promoted_at = await wait_until(
-        lambda: _equals(head(reg, unique_repo, "mainnet-v2"), source), timeout=5
+        lambda: _equals(head(reg, unique_repo, "mainnet-v2"), source), within=5
     )
     latency = promoted_at - sim.height_reached_at[halt]
     assert latency < 2.0, f"promotion took {latency:.2f}s after block H"
     assert reg.skopeo_digest(unique_repo, "mainnet-v2") == source
-    status, body = await get_json(d.url + "/status")
+    _, body = await get_json(d.url + "/status")
     assert body["last_promotion"]["outcome"] == "promoted"
     assert body["last_promotion"]["source_digest"] == source
 
@@ -114,9 +118,9 @@ async def test_cancelled_plan_is_never_promoted(
     sim = await start_sim(nursery, height=100, block_time=0.5)
     sim.schedule_plan("v2", 104)
     d = await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo, POLL_INTERVAL="1s"))
-    await wait_until(lambda: _true(sim.height >= 102), timeout=5)
+    await wait_until(lambda: _true(sim.height >= 102), within=5)
     sim.cancel_plan()
-    await wait_until(lambda: _true(sim.height >= 107), timeout=10)
+    await wait_until(lambda: _true(sim.height >= 107), within=10)
     await trio.sleep(1.5)  # a poll or two after the cancel
     assert await head(reg, unique_repo, "mainnet-v2") is None
     text = await metrics_text(d.url)
@@ -136,14 +140,14 @@ async def test_rescheduled_plan_is_promoted_only_at_the_new_height(
     sim = await start_sim(nursery, height=100, block_time=0.5)
     sim.schedule_plan("v2", 104)
     await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo, POLL_INTERVAL="1m"))
-    await wait_until(lambda: _true(sim.height >= 102), timeout=5)
+    await wait_until(lambda: _true(sim.height >= 102), within=5)
     sim.schedule_plan("v2", 109)  # same name, new height
     while not sim.halted:
         assert await head(reg, unique_repo, "mainnet-v2") is None, f"early at {sim.height}"
         await trio.sleep(0.05)
     assert sim.height == 109
     promoted_at = await wait_until(
-        lambda: _equals(head(reg, unique_repo, "mainnet-v2"), source), timeout=5
+        lambda: _equals(head(reg, unique_repo, "mainnet-v2"), source), within=5
     )
     assert promoted_at >= sim.height_reached_at[109]
 
@@ -156,9 +160,9 @@ async def test_invalid_plan_name_never_reaches_the_registry(
     sim = await start_sim(nursery, height=100, block_time=0.3)
     sim.schedule_plan(bad, 103)
     d = await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo, POLL_INTERVAL="1s"))
-    await wait_until(lambda: _true(sim.halted), timeout=5)
+    await wait_until(lambda: _true(sim.halted), within=5)
     await trio.sleep(1.5)
-    status, body = await get_json(d.url + "/status")
+    _, body = await get_json(d.url + "/status")
     assert "not a valid image tag" in (body["problem"] or "")
     text = await metrics_text(d.url)
     assert sum(metric(text, "gopher_updater_retags_total", outcome=o) for o in _OUTCOMES) == 0
@@ -178,14 +182,12 @@ async def test_source_pushed_after_the_halt_is_promoted_within_seconds(
     sim = await start_sim(nursery, height=100, block_time=0.3)
     sim.schedule_plan("v3", 103)
     d = await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo, POLL_INTERVAL="1m"))
-    await wait_until(lambda: _true(sim.halted), timeout=5)
-    await wait_until(
-        lambda: _contains(get_json(d.url + "/status"), "missing"), timeout=5, every=0.2
-    )
+    await wait_until(lambda: _true(sim.halted), within=5)
+    await wait_until(lambda: _contains(get_json(d.url + "/status"), "missing"), within=5, every=0.2)
     source = await trio.to_thread.run_sync(reg.push_image, unique_repo, "release-v3", "oci-index")
     pushed = trio.current_time()
     done = await wait_until(
-        lambda: _equals(head(reg, unique_repo, "mainnet-v3"), source), timeout=10
+        lambda: _equals(head(reg, unique_repo, "mainnet-v3"), source), within=10
     )
     assert done - pushed < 5.0
     code, body = await get_json(d.url + "/readyz")
@@ -206,7 +208,7 @@ async def test_conflicting_target_is_left_alone_and_reported(
     sim = await start_sim(nursery, height=100, block_time=0.3)
     sim.schedule_plan("v2", 103)
     d = await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo, POLL_INTERVAL="1m"))
-    await wait_until(lambda: _contains(get_json(d.url + "/readyz"), "conflict"), timeout=8)
+    await wait_until(lambda: _contains(get_json(d.url + "/readyz"), "conflict"), within=8)
     assert await head(reg, unique_repo, "mainnet-v2") == other
     text = await metrics_text(d.url)
     assert metric(text, "gopher_updater_retags_total", outcome="conflict") == 1
@@ -226,9 +228,7 @@ async def test_started_while_halted_promotes_at_once(
     assert sim.halted and sim.height == 102
     started = trio.current_time()
     await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo))
-    done = await wait_until(
-        lambda: _equals(head(reg, unique_repo, "mainnet-v5"), source), timeout=5
-    )
+    done = await wait_until(lambda: _equals(head(reg, unique_repo, "mainnet-v5"), source), within=5)
     assert done - started < 2.0
 
 
@@ -246,7 +246,7 @@ async def test_started_after_an_unwatched_upgrade_promotes_the_newest_once(
         sim.apply_plan()
     sim.advance(3)
     d = await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo))
-    await wait_until(lambda: _equals(head(reg, unique_repo, "mainnet-v7"), new), timeout=8)
+    await wait_until(lambda: _equals(head(reg, unique_repo, "mainnet-v7"), new), within=8)
     await trio.sleep(1.0)
     assert await head(reg, unique_repo, "mainnet-v6") is None, "only the newest is caught up"
     assert old != new
@@ -280,7 +280,7 @@ async def test_lcd_and_registry_faults_never_promote_early(
         while not sim.halted:
             assert await head(reg, unique_repo, "mainnet-v8") is None, f"early at {sim.height}"
             await trio.sleep(0.05)
-        await wait_until(lambda: _equals(head(reg, unique_repo, "mainnet-v8"), source), timeout=15)
+        await wait_until(lambda: _equals(head(reg, unique_repo, "mainnet-v8"), source), within=15)
         code, _ = await get_json(d.url + "/healthz")
         assert code == 200
         text = await metrics_text(d.url)
@@ -304,7 +304,7 @@ async def test_ops_endpoints_readiness_metrics_pprof_and_no_secrets(
     assert code == 503 and body["checks"]["chain"]["ok"] is False
 
     sim.set_fault("current_plan", None)
-    await wait_until(lambda: _status_is(d.url + "/readyz", 200), timeout=5)
+    await wait_until(lambda: _status_is(d.url + "/readyz", 200), within=5)
 
     before = registry_requests(await metrics_text(d.url))
     async with httpx.AsyncClient() as client:
@@ -313,7 +313,7 @@ async def test_ops_endpoints_readiness_metrics_pprof_and_no_secrets(
     assert registry_requests(await metrics_text(d.url)) == before
 
     sim.set_fault("*", Fault.RESET)  # the chain goes down
-    await wait_until(lambda: _status_is(d.url + "/readyz", 503), timeout=8)
+    await wait_until(lambda: _status_is(d.url + "/readyz", 503), within=8)
     code, body = await get_json(d.url + "/readyz")
     assert body["checks"]["chain"]["last_error"]
     sim.set_fault("*", None)
@@ -390,13 +390,12 @@ async def test_sigterm_exits_0_quickly_with_a_keepalive_client_and_no_secrets_in
     proc, url = spawn_daemon(env)
     try:
         await trio.to_thread.run_sync(lambda: wait_http(url + "/readyz", status=200))
-        await wait_until(lambda: _equals(head(reg, unique_repo, "mainnet-v10"), source), timeout=8)
+        await wait_until(lambda: _equals(head(reg, unique_repo, "mainnet-v10"), source), within=8)
         # A keep-alive client (like Prometheus) holding its connection open.
-        client = httpx.Client(timeout=5)
-        assert client.get(url + "/metrics").status_code == 200
-        assert client.get(url + "/healthz").json() == {"status": "ok"}
-        code, elapsed, logs = await trio.to_thread.run_sync(_stop, proc)
-        client.close()
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await client.get(url + "/metrics")).status_code == 200
+            assert (await client.get(url + "/healthz")).json() == {"status": "ok"}
+            code, elapsed, logs = await trio.to_thread.run_sync(_stop, proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -421,7 +420,7 @@ async def test_sigterm_during_registry_retry_exits_0_quickly(
         proc, url = spawn_daemon(env)
         try:
             await trio.to_thread.run_sync(lambda: wait_http(url + "/healthz", status=200))
-            await wait_until(lambda: _true(len(proxy.log) >= 3), timeout=8)
+            await wait_until(lambda: _true(len(proxy.log) >= 3), within=8)
             code, elapsed, logs = await trio.to_thread.run_sync(_stop, proc)
         finally:
             if proc.poll() is None:

@@ -305,6 +305,8 @@ async def test_ops_endpoints_readiness_metrics_pprof_and_no_secrets(
 
     sim.set_fault("current_plan", None)
     await wait_until(lambda: _status_is(d.url + "/readyz", 200), within=5)
+    # Let the plan's preflight finish so the registry is quiet (next check: 60 s away).
+    await wait_until(lambda: _preflight_done(d.url, "release-v9"), within=5)
 
     before = registry_requests(await metrics_text(d.url))
     async with httpx.AsyncClient() as client:
@@ -359,6 +361,11 @@ async def test_ops_endpoints_readiness_metrics_pprof_and_no_secrets(
     assert "MainThread" in pages["/threads"]
     for path, text in pages.items():
         assert reg.password not in text, path
+
+
+async def _preflight_done(url: str, tag: str) -> bool:
+    _, body = await get_json(url + "/status")
+    return bool(body["preflight"].get(tag, {}).get("present"))
 
 
 async def _status_is(url: str, code: int) -> bool:

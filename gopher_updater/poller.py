@@ -19,7 +19,7 @@ from gopher_updater.chain import ChainClient, ChainError
 from gopher_updater.config import Config
 from gopher_updater.logs import get_logger
 from gopher_updater.metrics import Metrics
-from gopher_updater.model import Height, PlanAnswer, ProposalStatus, UpgradeProposal
+from gopher_updater.model import Height, Plan, PlanAnswer, ProposalStatus, UpgradeProposal
 from gopher_updater.state import State
 from gopher_updater.worker import JobQueue, Wakeup
 
@@ -42,6 +42,7 @@ class Poller:
     proposals: list[UpgradeProposal] | None = None  # last governance read (None: not yet)
     caught_up: bool = False
     reported_invalid: set[str] = attrs.Factory(set)
+    reported_halts: set[Plan] = attrs.Factory(set)
     poll_now: Wakeup = attrs.Factory(Wakeup)  # cuts the poller's sleep short
 
     # --- the loop -------------------------------------------------------------------------
@@ -192,12 +193,14 @@ class Poller:
                     replaced_by=event.replaced_by.name if event.replaced_by else None,
                 )
             elif isinstance(event, rule.HaltDetected):
-                log.info(
-                    "halt detected",
-                    **_plan(event.plan),
-                    block_height=event.block,
-                    app_height=event.app,
-                )
+                if event.plan not in self.reported_halts:  # once per plan, not per poll
+                    self.reported_halts.add(event.plan)
+                    log.info(
+                        "halt detected",
+                        **_plan(event.plan),
+                        block_height=event.block,
+                        app_height=event.app,
+                    )
             elif isinstance(event, rule.PlanCancelled):
                 log.warning("plan cancelled: nothing to promote", **_plan(event.plan))
                 if self.state.problem and event.plan.name in self.state.problem:

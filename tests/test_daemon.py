@@ -254,6 +254,32 @@ async def test_started_after_an_unwatched_upgrade_promotes_the_newest_once(
     assert metric(text, "gopher_updater_retags_total", outcome="promoted") == 1
 
 
+async def test_dry_run_reports_and_writes_nothing(
+    nursery: trio.Nursery, registry_token: RunningRegistry, unique_repo: str
+) -> None:
+    reg = registry_token
+    source = reg.push_image(unique_repo, "release-v13")
+    sim = await start_sim(nursery, height=100, block_time=math.inf)
+    sim.schedule_plan("v13", 101)
+    sim.advance(1)
+    d = await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo, DRY_RUN="true"))
+    await wait_until(lambda: _promotion_reported(d.url), within=5)
+    _, body = await get_json(d.url + "/status")
+    assert body["last_promotion"]["outcome"] == "would_promote"
+    assert body["last_promotion"]["dry_run"] is True
+    assert body["last_promotion"]["source_digest"] == source
+    assert await head(reg, unique_repo, "mainnet-v13") is None
+    methods = re.findall(
+        r'registry_requests_total\{code="\d+",method="(\w+)"\}', await metrics_text(d.url)
+    )
+    assert "PUT" not in methods
+
+
+async def _promotion_reported(url: str) -> bool:
+    _, body = await get_json(url + "/status")
+    return body["last_promotion"] is not None
+
+
 # --- faults --------------------------------------------------------------------------------
 
 

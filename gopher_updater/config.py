@@ -20,9 +20,8 @@ import attrs
 import environ
 
 from gopher_updater.duration import DurationError, parse_go_duration
+from gopher_updater.model import REPOSITORY_RE
 
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_REPO_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -168,7 +167,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
 
 
 def _repo(value: str) -> str:
-    if _REPO_RE.fullmatch(value) is None:
+    if REPOSITORY_RE.fullmatch(value) is None:
         raise ValueError("expected a lower-case repository path like my/repo")
     return value
 

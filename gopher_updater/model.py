@@ -15,6 +15,9 @@ import attrs
 #: becomes part of a tag if the whole tag matches this.
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+#: Distribution's repository grammar (lower case; path components joined by `/`).
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 
 
 def is_valid_tag(tag: str) -> bool:

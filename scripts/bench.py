@@ -89,8 +89,10 @@ async def promotion_run(reg: RunningRegistry, run: int) -> dict[str, float]:
                         await trio.to_thread.run_sync(reg.head_digest, repo, target) != source
                     ):
                         await trio.sleep(0.01)
-                # The registry helper's own HEADs go straight to the registry, not the proxy.
                 latency = trio.current_time() - sim.height_reached_at[halt]
+                # The proxy logs a request once its answer is sent: let the verifying HEAD
+                # land. (This script's own HEADs go straight to the registry, not the proxy.)
+                await trio.sleep(0.5)
                 requests = len(proxy.log) - seen
             finally:
                 await trio.to_thread.run_sync(_stop, proc)

@@ -48,3 +48,11 @@ bench: setup system-deps
 # build the container image without a Docker daemon (buildah; bootstraps a Debian base if needed)
 image:
     scripts/build-image.sh
+
+# Python >= 3.13 resolves quart 0.23 / quart-trio 0.13 (3.11/3.12 get 0.22 / 0.12).
+# ops-app and end-to-end daemon tests on the quart 0.23 line (needs Python >= 3.13)
+test-quart-line python="python3.13": system-deps
+    {{python}} -m venv .venv-quart-line
+    .venv-quart-line/bin/python -m pip install --quiet -e '.[dev]'
+    .venv-quart-line/bin/python -c 'import importlib.metadata as m; print("quart", m.version("quart"), "quart-trio", m.version("quart-trio"))'
+    GOPHER_UPDATER_NO_SKIP=1 .venv-quart-line/bin/pytest -q tests/test_ops.py tests/test_daemon.py

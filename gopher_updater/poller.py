@@ -85,12 +85,41 @@ class Poller:
             source_prefix=self.cfg.source_prefix,
             target_prefix=self.cfg.target_prefix,
         )
+        decision = step.decision
+        if (
+            isinstance(decision, rule.Promote)
+            and decision.job.reason == "halt"
+            and not await self._still_current(decision.job.plan)
+        ):
+            return  # drop this observation; the next poll decides afresh
         self.watch = step.state
         self._log_events(step.events)
         await self._act(step.decision)
         if answer is not None and not self.caught_up and self.proposals is not None:
             await self._catch_up(answer, self.proposals)
         self._publish(answer, height, now)
+
+    async def _still_current(self, plan: Plan) -> bool:
+        """Ask current_plan once more, after blocks/latest showed H.
+
+        The poll read the plan *before* the height; reading it again *after* makes the rule
+        hold in time order: the plan is still scheduled while the block store is at H, which
+        only a halt explains. It costs one small request, once per upgrade.
+        """
+        try:
+            with trio.fail_after(self.cfg.request_timeout):
+                answer = await self.chain.current_plan()
+        except (ChainError, trio.TooSlowError) as exc:
+            log.warning(
+                "halt seen but the plan could not be re-read; asking again next poll",
+                plan=plan.name,
+                error=str(exc) or "timeout",
+            )
+            return False
+        if answer.plan != plan:
+            log.warning("plan changed while the halt was checked; not promoting", **_plan(plan))
+            return False
+        return True
 
     def _record_poll(self, error: str | None, now: float) -> None:
         if error is None:

@@ -28,6 +28,8 @@ from gopher_updater.state import Preflight, State
 log = get_logger("gopher_updater.worker")
 
 SOURCE_MISSING_RECHECK = 2.0  # seconds; HEAD is cheap and not counted by Docker Hub
+SOURCE_MISSING_PATIENCE = 900.0  # after this long, recheck every SOURCE_MISSING_SLOW seconds
+SOURCE_MISSING_SLOW = 30.0
 ERROR_BACKOFF = (1.0, 30.0)  # first and maximum wait after a failed attempt
 
 
@@ -73,18 +75,43 @@ async def run_worker(
     state: State,
     metrics: Metrics,
 ) -> None:
-    async for job in receive:
+    """Take jobs off the channel; each runs in its own task until settled or superseded.
+
+    One task per job, so a job stuck waiting for a source image that never comes (the chain
+    was upgraded by hand) cannot block the next upgrade's job behind it. A job for a higher
+    plan supersedes unsettled jobs for lower ones: only the newest upgrade is promoted.
+    """
+    active: dict[RetagJob, trio.CancelScope] = {}
+
+    async def run_job(job: RetagJob, scope: trio.CancelScope) -> None:
         try:
-            if await _promote(job, registry, state, metrics):
+            with scope:
+                if await _promote(job, registry, state, metrics):
+                    queue.finished.add(job)
+            if scope.cancelled_caught:
                 queue.finished.add(job)
         finally:
+            active.pop(job, None)
             queue.pending.discard(job)
+
+    async with trio.open_nursery() as nursery:
+        async for job in receive:
+            for older, scope in list(active.items()):
+                if older.plan.height < job.plan.height:
+                    log.warning(
+                        "superseded by a newer plan; no longer promoting",
+                        plan=older.plan.name,
+                        newer_plan=job.plan.name,
+                    )
+                    scope.cancel()
+            active[job] = trio.CancelScope()
+            nursery.start_soon(run_job, job, active[job], name=f"retag {job.target_tag}")
 
 
 async def _promote(job: RetagJob, registry: RegistryClient, state: State, metrics: Metrics) -> bool:
     """Work on one job until it is settled; True when it must never be retried."""
     backoff = ERROR_BACKOFF[0]
-    reported_missing = False
+    missing_since: float | None = None
     bound = log.bind(plan=job.plan.name, height=job.plan.height, reason=job.reason)
     bound = bound.bind(source_tag=job.source_tag, target_tag=job.target_tag)
     while True:
@@ -117,12 +144,16 @@ async def _promote(job: RetagJob, registry: RegistryClient, state: State, metric
                 target_digest=str(outcome.previous_target_digest),
             )
             return True
-        # source_missing: CI may still be pushing; promote the moment it appears.
+        # source_missing: CI may still be pushing; promote the moment it appears. After a
+        # quarter of an hour nobody is racing a halted chain any more: check gently.
         state.problem = f"source image {job.source_tag} missing; checking every few seconds"
-        if not reported_missing:
+        if missing_since is None:
             bound.error("source image missing at promotion time; waiting for it")
-            reported_missing = True
-        await trio.sleep(SOURCE_MISSING_RECHECK)
+            missing_since = trio.current_time()
+        waited = trio.current_time() - missing_since
+        await trio.sleep(
+            SOURCE_MISSING_RECHECK if waited < SOURCE_MISSING_PATIENCE else SOURCE_MISSING_SLOW
+        )
 
 
 async def check_credentials(registry: RegistryClient, state: State) -> None:

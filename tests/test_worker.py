@@ -1,0 +1,152 @@
+"""The retag worker's timing and settling logic, on trio's MockClock (no real sleeps).
+
+The registry is replaced by a scripted stand-in here: what is under test is the worker's
+reaction to each outcome (the registry client itself is tested against a real registry).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from gopher_updater.manifest import Outcome, RetagOutcome
+from gopher_updater.metrics import Metrics
+from gopher_updater.model import Digest, Plan, RetagJob
+from gopher_updater.registry import RegistryUnavailable
+from gopher_updater.state import State
+from gopher_updater.worker import (
+    ERROR_BACKOFF,
+    SOURCE_MISSING_PATIENCE,
+    SOURCE_MISSING_RECHECK,
+    SOURCE_MISSING_SLOW,
+    JobQueue,
+    run_worker,
+)
+
+SRC = Digest("sha256:" + "a" * 64)
+OTHER = Digest("sha256:" + "b" * 64)
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+class ScriptedRegistry:
+    """`retag` answers with `decide(job source tag, call number, now)`; records call times."""
+
+    def __init__(self, decide: Callable[[str, int, float], Outcome | Exception]) -> None:
+        self.decide = decide
+        self.calls: list[tuple[str, float]] = []
+
+    async def retag(self, source_tag: str, target_tag: str) -> RetagOutcome:
+        now = trio.current_time()
+        self.calls.append((source_tag, now))
+        result = self.decide(source_tag, len(self.calls), now)
+        if isinstance(result, Exception):
+            raise result
+        digest = None if result is Outcome.SOURCE_MISSING else SRC
+        previous = OTHER if result is Outcome.CONFLICT else None
+        return RetagOutcome(result, source_tag, target_tag, digest, previous, False)
+
+
+def job(name: str, height: int) -> RetagJob:
+    return RetagJob(Plan(name, height), "release-" + name, "mainnet-" + name)
+
+
+async def run(
+    registry: ScriptedRegistry, jobs: list[RetagJob], *, for_seconds: float
+) -> tuple[JobQueue, State, Metrics]:
+    send, receive = trio.open_memory_channel[RetagJob](16)
+    queue, state, metrics = JobQueue(send), State(poll_interval=60), Metrics()
+    reg: Any = registry
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_worker, receive, queue, reg, state, metrics)
+        for item in jobs:
+            assert await queue.submit(item)
+            await trio.sleep(1)
+        await trio.sleep(for_seconds)
+        nursery.cancel_scope.cancel()
+    return queue, state, metrics
+
+
+async def test_source_missing_is_rechecked_until_pushed(autojump_clock: Any) -> None:
+    pushed_at = 60.0
+    start = trio.current_time()
+
+    def decide(_tag: str, _n: int, now: float) -> Outcome:
+        return Outcome.PROMOTED if now - start >= pushed_at else Outcome.SOURCE_MISSING
+
+    registry = ScriptedRegistry(decide)
+    queue, state, _ = await run(registry, [job("v2", 10)], for_seconds=120)
+    times = [t - start for _, t in registry.calls]
+    assert times[-1] - pushed_at <= SOURCE_MISSING_RECHECK  # promoted soon after the push
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(times)}
+    assert gaps == {SOURCE_MISSING_RECHECK}
+    assert job("v2", 10) in queue.finished and not queue.pending
+    assert state.last_promotion is not None and state.last_promotion["outcome"] == "promoted"
+    assert state.problem is None
+
+
+async def test_source_missing_slows_down_after_patience(autojump_clock: Any) -> None:
+    registry = ScriptedRegistry(lambda *_: Outcome.SOURCE_MISSING)
+    await run(registry, [job("v2", 10)], for_seconds=SOURCE_MISSING_PATIENCE + 300)
+    times = [t for _, t in registry.calls]
+    first = times[0]
+    late = [b - a for a, b in itertools.pairwise(times) if a - first > 1000]
+    assert late and set(late) == {SOURCE_MISSING_SLOW}
+
+
+async def test_conflict_stops_and_is_reported_once(autojump_clock: Any) -> None:
+    registry = ScriptedRegistry(lambda *_: Outcome.CONFLICT)
+    queue, state, metrics = await run(registry, [job("v2", 10)], for_seconds=600)
+    assert len(registry.calls) == 1
+    assert "conflict" in (state.problem or "") and "OVERWRITE_TARGET" in (state.problem or "")
+    assert job("v2", 10) in queue.finished
+    assert metrics.retags.labels(outcome="conflict")._value.get() == 1
+
+
+async def test_errors_back_off_exponentially_up_to_the_cap(autojump_clock: Any) -> None:
+    def decide(_tag: str, n: int, _now: float) -> Outcome | Exception:
+        return RegistryUnavailable("503") if n <= 8 else Outcome.PROMOTED
+
+    registry = ScriptedRegistry(decide)
+    queue, _, _ = await run(registry, [job("v2", 10)], for_seconds=600)
+    times = [t for _, t in registry.calls]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(times)]
+    expected = [min(ERROR_BACKOFF[0] * 2**i, ERROR_BACKOFF[1]) for i in range(8)]
+    assert gaps == expected
+    assert job("v2", 10) in queue.finished
+
+
+async def test_a_newer_plan_supersedes_a_stuck_older_job(autojump_clock: Any) -> None:
+    def decide(tag: str, _n: int, _now: float) -> Outcome:
+        return Outcome.SOURCE_MISSING if tag == "release-v2" else Outcome.PROMOTED
+
+    registry = ScriptedRegistry(decide)
+    queue, state, _ = await run(registry, [job("v2", 10), job("v3", 20)], for_seconds=60)
+    v2_calls = [t for tag, t in registry.calls if tag == "release-v2"]
+    v3_calls = [t for tag, t in registry.calls if tag == "release-v3"]
+    assert len(v3_calls) == 1
+    assert max(v2_calls) <= v3_calls[0]  # the old job stopped when the new one arrived
+    assert {job("v2", 10), job("v3", 20)} <= queue.finished
+    assert state.last_promotion is not None
+    assert state.last_promotion["target_tag"] == "mainnet-v3"
+
+
+async def test_queue_deduplicates_pending_and_finished_jobs(autojump_clock: Any) -> None:
+    send, receive = trio.open_memory_channel[RetagJob](16)
+    queue = JobQueue(send)
+    first = job("v2", 10)
+    assert await queue.submit(first)
+    assert not await queue.submit(job("v2", 10))  # equal value, already queued
+    queue.pending.discard(first)
+    queue.finished.add(first)
+    assert not await queue.submit(first)
+    assert await queue.submit(job("v2", 11))  # rescheduled height: a different job
+    assert receive.statistics().current_buffer_used == 2

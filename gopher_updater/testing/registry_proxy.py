@@ -25,6 +25,8 @@ from typing import Any
 
 import attrs
 
+from gopher_updater.testing.server_thread import ServerThread
+
 #: Connection-level headers a proxy must not pass on (RFC 9110 §7.6.1).
 _HOP_BY_HOP = frozenset(
     {
@@ -87,8 +89,7 @@ class FaultProxy:
         self._stopping = threading.Event()
         self._unhang = threading.Condition(self._lock)
         self._conns: set[socket.socket] = set()
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
         self.url = ""
 
     def __repr__(self) -> str:
@@ -144,14 +145,8 @@ class FaultProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._serving = ServerThread(Handler)
+        self.url = f"http://127.0.0.1:{self._serving.port}"
 
     def stop(self) -> None:
         """Stop serving and drop every open connection, hung ones included; never blocks long."""
@@ -162,13 +157,9 @@ class FaultProxy:
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
 
     def __enter__(self) -> FaultProxy:
         self.start()

@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from gopher_updater.testing.server_thread import ServerThread
+
 DEFAULT_TTL = 300
 #: distribution accepts `exp` up to 60 s in the past; 120 s is safely expired.
 EXPIRED_BY = 120
@@ -183,8 +185,7 @@ class TokenServer:
         self.deny_insufficient = False
         self.requests = 0
         self.log: list[TokenRequest] = []
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
         self.url = ""
 
     def __repr__(self) -> str:
@@ -215,23 +216,13 @@ class TokenServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}/token"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._serving = ServerThread(Handler)
+        self.url = f"http://127.0.0.1:{self._serving.port}/token"
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
 
     def __enter__(self) -> TokenServer:
         self.start()

@@ -30,6 +30,7 @@ log = get_logger("gopher_updater.worker")
 SOURCE_MISSING_RECHECK = 2.0  # seconds; HEAD is cheap and not counted by Docker Hub
 SOURCE_MISSING_PATIENCE = 900.0  # after this long, recheck every SOURCE_MISSING_SLOW seconds
 SOURCE_MISSING_SLOW = 30.0
+CREDENTIALS_RETRY = 15.0  # seconds until a failed credential check is repeated
 ERROR_BACKOFF = (1.0, 30.0)  # first and maximum wait after a failed attempt
 
 
@@ -222,8 +223,12 @@ async def run_registry_watch(
     interval: float,
     wakeup: Wakeup,
 ) -> None:
-    """Credentials and preflight now, then every `interval` or when poked."""
+    """Credentials and preflight now, then every `interval` or when poked.
+
+    After a failed credential check the next one comes sooner: a registry that was briefly
+    unreachable at start-up should not keep the pod unready for a whole interval.
+    """
     while True:
         await check_credentials(registry, state)
         await preflight(registry, state, metrics, source_tags())
-        await wakeup.sleep(interval)
+        await wakeup.sleep(interval if state.registry_ok else min(interval, CREDENTIALS_RETRY))

@@ -20,11 +20,14 @@ from gopher_updater.model import Digest, Plan, RetagJob
 from gopher_updater.registry import RegistryUnavailable
 from gopher_updater.state import State
 from gopher_updater.worker import (
+    CREDENTIALS_RETRY,
     ERROR_BACKOFF,
     SOURCE_MISSING_PATIENCE,
     SOURCE_MISSING_RECHECK,
     SOURCE_MISSING_SLOW,
     JobQueue,
+    Wakeup,
+    run_registry_watch,
     run_worker,
 )
 
@@ -150,3 +153,68 @@ async def test_queue_deduplicates_pending_and_finished_jobs(autojump_clock: Any)
     assert not await queue.submit(first)
     assert await queue.submit(job("v2", 11))  # rescheduled height: a different job
     assert receive.statistics().current_buffer_used == 2
+
+
+class FlakyCredentials:
+    """Refuses credentials for the first `failures` checks; every source tag is present."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.checks: list[float] = []
+        self.heads: list[tuple[str, float]] = []
+
+    async def check_push_access(self) -> None:
+        self.checks.append(trio.current_time())
+        if len(self.checks) <= self.failures:
+            raise RegistryUnavailable("registry down")
+
+    async def digest(self, tag: str) -> Digest:
+        self.heads.append((tag, trio.current_time()))
+        return SRC
+
+
+async def test_registry_watch_retries_failed_credentials_sooner(autojump_clock: Any) -> None:
+    interval = 300.0
+    registry = FlakyCredentials(failures=2)
+    state, metrics, wakeup = State(poll_interval=60), Metrics(), Wakeup()
+    reg: Any = registry
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_registry_watch(
+                reg, state, metrics, lambda: ["release-v2"], interval=interval, wakeup=wakeup
+            )
+        )
+        await trio.sleep(1)
+        assert state.registry_ok is False and "registry down" in (state.registry_error or "")
+        await trio.sleep(2 * interval)
+        nursery.cancel_scope.cancel()
+    offsets = [round(t - start, 6) for t in registry.checks]
+    assert offsets[:4] == [
+        0,
+        CREDENTIALS_RETRY,
+        2 * CREDENTIALS_RETRY,
+        2 * CREDENTIALS_RETRY + interval,
+    ]
+    assert state.registry_ok is True and state.registry_error is None
+    assert state.preflight["release-v2"].present is True
+    assert metrics.source_tag_present.labels(tag="release-v2")._value.get() == 1
+
+
+async def test_registry_watch_wakes_up_when_poked(autojump_clock: Any) -> None:
+    registry = FlakyCredentials(failures=0)
+    state, metrics, wakeup = State(poll_interval=60), Metrics(), Wakeup()
+    reg: Any = registry
+    tags = ["release-v2"]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_registry_watch(
+                reg, state, metrics, lambda: tags, interval=600, wakeup=wakeup
+            )
+        )
+        await trio.sleep(10)
+        tags.append("release-v3")  # a new plan appeared: preflight it now, not in 10 minutes
+        wakeup.poke()
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert [tag for tag, t in registry.heads if t >= 10] == ["release-v2", "release-v3"]

@@ -44,6 +44,8 @@ class Poller:
     reported_invalid: set[str] = attrs.Factory(set)
     reported_halts: set[Plan] = attrs.Factory(set)
     poll_now: Wakeup = attrs.Factory(Wakeup)  # cuts the poller's sleep short
+    applied_failures: int = 0  # consecutive failed applied_plan checks (backs polling off)
+    governance_failing: bool = False
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -51,11 +53,15 @@ class Poller:
         while True:
             await self.poll_once()
             now = trio.current_time()
-            await self.poll_now.sleep(
-                rule.suggested_delay(
-                    self.watch, now, idle=self.cfg.poll_interval, fast=self.fast_interval()
-                )
+            delay = rule.suggested_delay(
+                self.watch, now, idle=self.cfg.poll_interval, fast=self.fast_interval()
             )
+            if self.applied_failures:
+                # The rule asks for applied_plan on every poll until it gets an answer; an
+                # LCD that keeps failing that one route must not be hammered at 4 Hz.
+                backoff = self.fast_interval() * 2**self.applied_failures
+                delay = max(delay, min(backoff, self.cfg.poll_interval))
+            await self.poll_now.sleep(delay)
 
     def fast_interval(self) -> float:
         per_block = rule.block_time(self.watch.changes)
@@ -169,12 +175,14 @@ class Poller:
             with trio.fail_after(self.cfg.request_timeout):
                 applied = await self.chain.applied_height(check.plan.name)
         except (ChainError, trio.TooSlowError) as exc:
+            self.applied_failures += 1
             log.warning(
                 "applied_plan check failed; will ask again",
                 plan=check.plan.name,
                 error=str(exc) or "timeout",
             )
             return
+        self.applied_failures = 0
         step = rule.on_applied(
             self.watch,
             check,
@@ -294,8 +302,15 @@ class Poller:
                     ProposalStatus.PASSED, want=3, page_limit=20
                 )
         except (ChainError, trio.TooSlowError) as exc:
-            log.warning("governance listing failed; will retry later", error=str(exc) or "timeout")
+            if not self.governance_failing:  # once per outage, not once per retry
+                log.warning(
+                    "governance listing failed; will retry later", error=str(exc) or "timeout"
+                )
+            self.governance_failing = True
             return False
+        if self.governance_failing:
+            log.info("governance listing works again")
+        self.governance_failing = False
         proposals = voting + passed
         height = self.watch.height or 0
         upcoming = rule.upcoming(proposals, height)

@@ -339,12 +339,14 @@ def eta(state: WatchState, height: int, now: float) -> float | None:
 def suggested_delay(
     state: WatchState, now: float, *, idle: float, fast: float, near_blocks: int = NEAR_BLOCKS
 ) -> float:
-    """Next poll delay: `idle` with no plan, `fast` near H, half the ETA in between."""
+    """Next poll delay: `fast` near H or with an applied_plan question open, `idle` with no
+    plan, half the ETA in between. (The daemon backs off if applied_plan keeps failing.)"""
     plan = state.plan
+    if state.pending:
+        # A vanished plan may have been applied elsewhere: then nodes wait on the retag.
+        return fast
     if plan is None or plan.name in state.promoted:
         return idle
-    if state.pending:
-        return fast
     seen = state.height
     if seen is not None and seen >= plan.height - near_blocks:
         return fast

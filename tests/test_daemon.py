@@ -128,6 +128,31 @@ async def test_cancelled_plan_is_never_promoted(
     assert metric(text, "gopher_updater_upgrade_height") == 0
 
 
+async def test_failing_applied_plan_checks_back_off_and_resolve(
+    nursery: trio.Nursery, registry_none: RunningRegistry, unique_repo: str
+) -> None:
+    reg = registry_none
+    sim = await start_sim(nursery, height=100, block_time=math.inf)
+    sim.schedule_plan("v14", 110)
+    env = daemon_env(sim.url, reg, unique_repo, POLL_INTERVAL="10s")
+    d = await start_daemon(nursery, env)
+    await wait_until(lambda: _true(sim.stats["current_plan"].requests >= 1), within=5)
+    sim.set_fault("applied_plan", Fault.HTTP_500)
+    sim.cancel_plan()  # the plan vanishes: the daemon must ask applied_plan
+    await trio.sleep(8)
+    asked = sim.stats["applied_plan"].requests
+    # Backing off from the fast rate: 4 Hz would be ~30 requests in 8 s.
+    assert 2 <= asked <= 8, asked
+    sim.set_fault("applied_plan", None)
+    await wait_until(lambda: _true(sim.stats["applied_plan"].requests > asked), within=15)
+    await trio.sleep(1)
+    settled = sim.stats["applied_plan"].requests
+    await trio.sleep(2)
+    assert sim.stats["applied_plan"].requests == settled  # answered: no more asking
+    text = await metrics_text(d.url)
+    assert metric(text, "gopher_updater_retags_total", outcome="promoted") == 0
+
+
 async def _true(value: bool) -> bool:
     return value
 

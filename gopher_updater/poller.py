@@ -46,6 +46,7 @@ class Poller:
     poll_now: Wakeup = attrs.Factory(Wakeup)  # cuts the poller's sleep short
     applied_failures: int = 0  # consecutive failed applied_plan checks (backs polling off)
     governance_failing: bool = False
+    first_poll: trio.Event = attrs.Factory(trio.Event)  # set once a poll has finished
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -104,6 +105,7 @@ class Poller:
         if answer is not None and not self.caught_up and self.proposals is not None:
             await self._catch_up(answer, self.proposals)
         self._publish(answer, height, now)
+        self.first_poll.set()
 
     async def _still_current(self, plan: Plan) -> bool:
         """Ask current_plan once more, after blocks/latest showed H.
@@ -254,6 +256,8 @@ class Poller:
         if watch.height is not None:
             st.chain_height = watch.height
             m.chain_height.set(watch.height)
+            # An upgrade whose height has passed is history, not early warning.
+            st.upcoming = [u for u in st.upcoming if u.plan.height > watch.height]
         if answer is not None:
             st.app_height = height.app if height and height.app is not None else answer.app_height
         per_block = rule.block_time(watch.changes)
@@ -287,6 +291,10 @@ class Poller:
 
     async def run_governance(self) -> None:
         """Upgrade proposals at start-up, then every GOVERNANCE_EVERY x POLL_INTERVAL."""
+        # "Upcoming" means above the chain's height: wait (briefly) for the first poll to
+        # know it, or every passed upgrade in history would look upcoming.
+        with trio.move_on_after(2 * self.cfg.request_timeout):
+            await self.first_poll.wait()
         while True:
             ok = await self.read_governance()
             # Until the first listing succeeds, start-up catch-up is waiting on it: retry soon.

@@ -305,6 +305,29 @@ async def _promotion_reported(url: str) -> bool:
     return body["last_promotion"] is not None
 
 
+async def test_upcoming_upgrades_from_governance_are_preflighted(
+    nursery: trio.Nursery, registry_basic: RunningRegistry, unique_repo: str
+) -> None:
+    reg = registry_basic
+    reg.push_image(unique_repo, "release-v21")
+    sim = await start_sim(nursery, height=5000, block_time=math.inf)
+    sim.add_proposal(30, ProposalStatus.PASSED, Plan("v19", 4000))  # history
+    sim.add_proposal(31, ProposalStatus.PASSED, Plan("v20", 9000))  # passed, ahead
+    sim.add_proposal(32, ProposalStatus.VOTING_PERIOD, Plan("v21", 9500))  # being voted
+    sim.add_proposal(33, ProposalStatus.REJECTED, Plan("v22", 9900))
+    d = await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo))
+    await wait_until(lambda: _preflight_done(d.url, "release-v21"), within=8)
+    _, body = await get_json(d.url + "/status")
+    assert [u["name"] for u in body["upcoming"]] == ["v20", "v21"]
+    assert body["preflight"]["release-v20"]["present"] is False
+    assert body["preflight"]["release-v21"]["present"] is True
+    assert "release-v19" not in body["preflight"] and "release-v22" not in body["preflight"]
+    text = await metrics_text(d.url)
+    assert metric(text, "gopher_updater_source_tag_present", tag="release-v20") == 0
+    assert metric(text, "gopher_updater_source_tag_present", tag="release-v21") == 1
+    assert await head(reg, unique_repo, "mainnet-v21") is None  # early warning, never a trigger
+
+
 # --- faults --------------------------------------------------------------------------------
 
 

@@ -77,6 +77,15 @@ async def start_sim(nursery: trio.Nursery, **kwargs: Any) -> ChainSim:
     return sim
 
 
+async def halted_sim(nursery: trio.Nursery, plan: str, *, blocks_ahead: int = 1) -> ChainSim:
+    """A chain already halted at `plan`'s height (no block production of its own)."""
+    sim = await start_sim(nursery, height=100, block_time=math.inf)
+    sim.schedule_plan(plan, sim.height + blocks_ahead)
+    sim.advance(blocks_ahead + 3)  # stops at the halt, however many blocks are asked for
+    assert sim.halted and sim.height == 100 + blocks_ahead
+    return sim
+
+
 # --- the main job ---------------------------------------------------------------------------
 
 
@@ -247,10 +256,7 @@ async def test_started_while_halted_promotes_at_once(
 ) -> None:
     reg = registry_basic
     source = reg.push_image(unique_repo, "release-v5", "docker-list")
-    sim = await start_sim(nursery, height=100, block_time=math.inf)
-    sim.schedule_plan("v5", 102)
-    sim.advance(5)  # halts at 102
-    assert sim.halted and sim.height == 102
+    sim = await halted_sim(nursery, "v5", blocks_ahead=2)
     started = trio.current_time()
     await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo))
     done = await wait_until(lambda: _equals(head(reg, unique_repo, "mainnet-v5"), source), within=5)
@@ -284,9 +290,7 @@ async def test_dry_run_reports_and_writes_nothing(
 ) -> None:
     reg = registry_token
     source = reg.push_image(unique_repo, "release-v13")
-    sim = await start_sim(nursery, height=100, block_time=math.inf)
-    sim.schedule_plan("v13", 101)
-    sim.advance(1)
+    sim = await halted_sim(nursery, "v13")
     d = await start_daemon(nursery, daemon_env(sim.url, reg, unique_repo, DRY_RUN="true"))
     await wait_until(lambda: _promotion_reported(d.url), within=5)
     _, body = await get_json(d.url + "/status")
@@ -492,9 +496,7 @@ async def test_sigterm_during_registry_retry_exits_0_quickly(
 ) -> None:
     reg = registry_none
     reg.push_image(unique_repo, "release-v11")
-    sim = await start_sim(nursery, height=100, block_time=math.inf)
-    sim.schedule_plan("v11", 101)
-    sim.advance(1)  # halted: the daemon wants to promote at once
+    sim = await halted_sim(nursery, "v11")  # the daemon wants to promote at once
     with FaultProxy(reg.url) as proxy:
         proxy.script(*[FaultResponse(503, {"Retry-After": "5"}) for _ in range(50)])
         env = daemon_env(sim.url, reg, unique_repo, REGISTRY_URL=proxy.url)

@@ -487,6 +487,7 @@ async def test_sigterm_exits_0_quickly_with_a_keepalive_client_and_no_secrets_in
     assert code == 0, logs[-2000:]
     assert elapsed < 3.0
     assert reg.password not in logs
+    assert "eyJ" not in logs  # no bearer token (a JWT) either, even at LOG_LEVEL=debug
     assert '"event": "promoted"' in logs
     assert "Traceback" not in logs
 

@@ -1,0 +1,75 @@
+"""A PUT already on the wire finishes even when the daemon is shutting down.
+
+Abandoning it halfway would leave the operator unsure what the target tag holds; the PUT is
+shielded and bounded by its own timeout instead. The delay is injected with a transport
+wrapper around the real one, in front of the real registry.
+"""
+
+from __future__ import annotations
+
+import httpx
+import trio
+
+from gopher_updater.registry import RegistryClient
+from gopher_updater.testing.registry import RunningRegistry
+
+
+class SlowPuts(httpx.AsyncBaseTransport):
+    """The real transport, with every PUT held back `delay` seconds before it is sent."""
+
+    def __init__(self, delay: float) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.delay = delay
+        self.put_started = trio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            self.put_started.set()
+            await trio.sleep(self.delay)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_put_in_flight_survives_cancellation(
+    registry_token: RunningRegistry, unique_repo: str
+) -> None:
+    reg = registry_token
+    source = reg.push_image(unique_repo, "release-v1", "oci-index")
+    transport = SlowPuts(delay=0.5)
+    client = RegistryClient(
+        base_url=reg.url,
+        repository=unique_repo,
+        user=reg.user,
+        password=reg.password,
+        timeout=5,
+        transport=transport,
+    )
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(client.retag, "release-v1", "mainnet-v1")
+        await transport.put_started.wait()
+        nursery.cancel_scope.cancel()  # shutdown arrives while the PUT is in flight
+    assert reg.head_digest(unique_repo, "mainnet-v1") == source
+
+
+async def test_cancellation_before_the_put_writes_nothing(
+    registry_token: RunningRegistry, unique_repo: str
+) -> None:
+    reg = registry_token
+    reg.push_image(unique_repo, "release-v1")
+    transport = SlowPuts(delay=0.5)
+    client = RegistryClient(
+        base_url=reg.url,
+        repository=unique_repo,
+        user=reg.user,
+        password=reg.password,
+        timeout=5,
+        transport=transport,
+    )
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(client.retag, "release-v1", "mainnet-v1")
+        await trio.lowlevel.checkpoint()  # cancelled before any request completes
+        nursery.cancel_scope.cancel()
+    assert not transport.put_started.is_set()
+    assert reg.head_digest(unique_repo, "mainnet-v1") is None

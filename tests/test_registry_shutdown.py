@@ -32,20 +32,24 @@ class SlowPuts(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+def client_for(reg: RunningRegistry, repo: str, transport: SlowPuts) -> RegistryClient:
+    return RegistryClient(
+        base_url=reg.url,
+        repository=repo,
+        user=reg.user,
+        password=reg.password,
+        timeout=5,
+        transport=transport,
+    )
+
+
 async def test_put_in_flight_survives_cancellation(
     registry_token: RunningRegistry, unique_repo: str
 ) -> None:
     reg = registry_token
     source = reg.push_image(unique_repo, "release-v1", "oci-index")
     transport = SlowPuts(delay=0.5)
-    client = RegistryClient(
-        base_url=reg.url,
-        repository=unique_repo,
-        user=reg.user,
-        password=reg.password,
-        timeout=5,
-        transport=transport,
-    )
+    client = client_for(reg, unique_repo, transport)
     async with client, trio.open_nursery() as nursery:
         nursery.start_soon(client.retag, "release-v1", "mainnet-v1")
         await transport.put_started.wait()
@@ -59,14 +63,7 @@ async def test_cancellation_before_the_put_writes_nothing(
     reg = registry_token
     reg.push_image(unique_repo, "release-v1")
     transport = SlowPuts(delay=0.5)
-    client = RegistryClient(
-        base_url=reg.url,
-        repository=unique_repo,
-        user=reg.user,
-        password=reg.password,
-        timeout=5,
-        transport=transport,
-    )
+    client = client_for(reg, unique_repo, transport)
     async with client, trio.open_nursery() as nursery:
         nursery.start_soon(client.retag, "release-v1", "mainnet-v1")
         await trio.lowlevel.checkpoint()  # cancelled before any request completes

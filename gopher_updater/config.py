@@ -70,8 +70,9 @@ def _entries() -> list[tuple[str, str, str | None, str]]:
     return out
 
 
+_ENTRIES = _entries()
 #: Variable name -> default as written in the environment (None: mandatory or unset).
-ENV_VARS: dict[str, str | None] = {name: default for _, name, default, _ in _entries()}
+ENV_VARS: dict[str, str | None] = {name: default for _, name, default, _ in _ENTRIES}
 MANDATORY = ("DOCKERHUB_USER", "REPO_PATH", "TARGET_PREFIX")
 
 
@@ -201,8 +202,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     raw = environ.to_config(RawEnv, dict(env))
     problems: list[str] = []
     values: dict[str, Any] = {}
-    names = {attr: name for attr, name, _, _ in _entries()}
-    for attr, name, _, _ in _entries():
+    for attr, name, _, _ in _ENTRIES:
         value = getattr(raw, attr)
         if value is None or value == "":
             if name in MANDATORY:
@@ -230,7 +230,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         problems.append("DOCKERHUB_PASSWORD: missing (set it or DOCKERHUB_PASSWORD_FILE)")
     src, dst = values.get("source_prefix"), values.get("target_prefix")
     if src is not None and src == dst:
-        problems.append(f"{names['target_prefix']}: must differ from SOURCE_PREFIX ({src!r})")
+        problems.append(f"TARGET_PREFIX: must differ from SOURCE_PREFIX ({src!r})")
     if problems:
         raise ConfigError(problems)
     return Config(dockerhub_password=Secret(password or ""), **values)
@@ -239,7 +239,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
 def help_text() -> str:
     """The variables table for `--help`: name, default, meaning."""
     lines = ["environment variables:"]
-    for _, name, default, text in _entries():
+    for _, name, default, text in _ENTRIES:
         shown = "(mandatory)" if name in MANDATORY else f"default {default}"
         if name == "DOCKERHUB_PASSWORD":
             shown = "(mandatory unless _FILE is set)"

@@ -296,12 +296,12 @@ class Poller:
         with trio.move_on_after(2 * self.cfg.request_timeout):
             await self.first_poll.wait()
         while True:
-            ok = await self.read_governance()
+            await self.read_governance()
             # Until the first listing succeeds, start-up catch-up is waiting on it: retry soon.
-            factor = GOVERNANCE_EVERY if ok or self.proposals is not None else 1
+            factor = GOVERNANCE_EVERY if self.proposals is not None else 1
             await trio.sleep(factor * self.cfg.poll_interval)
 
-    async def read_governance(self) -> bool:
+    async def read_governance(self) -> None:
         # Listings are several requests: bound each page by the timeout, the whole by a few.
         try:
             with trio.fail_after(4 * self.cfg.request_timeout):
@@ -315,7 +315,7 @@ class Poller:
                     "governance listing failed; will retry later", error=str(exc) or "timeout"
                 )
             self.governance_failing = True
-            return False
+            return
         if self.governance_failing:
             log.info("governance listing works again")
         self.governance_failing = False
@@ -335,7 +335,6 @@ class Poller:
         self.proposals = proposals
         if not self.caught_up:
             self.poll_now.poke()  # start-up catch-up was waiting for this listing
-        return True
 
 
 def _plan(plan: Any) -> dict[str, Any]:

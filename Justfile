@@ -29,6 +29,10 @@ lint: setup
 test *args: setup system-deps
     GOPHER_UPDATER_NO_SKIP=1 {{bin}}/pytest {{args}}
 
+# the fuzzers (config loader, chain decoders, registry parsers/client) with many more examples
+fuzz examples="20000": setup system-deps
+    HYPOTHESIS_PROFILE=fuzz GOPHER_UPDATER_FUZZ_EXAMPLES={{examples}} GOPHER_UPDATER_NO_SKIP=1 {{bin}}/pytest -q -m fuzz -o timeout=3600
+
 # run the daemon with the configuration in the environment
 run: setup
     {{bin}}/gopher-updater run

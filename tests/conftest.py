@@ -12,6 +12,18 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Fuzz tests (marker `fuzz`) take their example count from the profile: a bounded run by
+# default, a long one under `just fuzz` (HYPOTHESIS_PROFILE=fuzz). Tests that are fuzzers must
+# therefore not pass max_examples to @settings themselves.
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("GOPHER_UPDATER_FUZZ_EXAMPLES", "20000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 pytest_plugins = ["tests.plugins.chain", "tests.plugins.registry"]
 

@@ -163,7 +163,7 @@ def render_text(event: NotifyEvent) -> str:
         case EventType.SOURCE_MOVED:
             return (
                 f"{p}: source {safe_name(event.source_tag)} moved since preflight "
-                f"({_short(event.previous_digest)} -> {_short(event.digest)})"
+                f"(was {_short(event.previous_digest)}, now {_short(event.digest)})"
             )
         case EventType.RESCHEDULED:
             return f"{p} rescheduled from {_h(event.previous_height)} to {h}, {_eta(event)}"

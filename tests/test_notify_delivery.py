@@ -33,16 +33,17 @@ FAST = RetryPolicy(first_delay=0.05, attempt_timeout=3.0)
 
 
 def timeline() -> list[NotifyEvent]:
-    base = {"chain_id": "testchain-1", "plan": "v18", "height": 1000, "at": 1_790_000_000.0}
+    base = NotifyEvent(EventType.SCHEDULED, "testchain-1", "v18", 1000, at=1_790_000_000.0)
+    E, ev = EventType, attrs.evolve
     return [
-        NotifyEvent(EventType.SCHEDULED, eta_seconds=90_000.0, source_present=True, **base),
-        NotifyEvent(EventType.REMINDER, eta_seconds=86_400.0, occurrence="24h", **base),
-        NotifyEvent(EventType.REMINDER, eta_seconds=3_600.0, occurrence="1h", **base),
-        NotifyEvent(EventType.HALTED, **base),
-        NotifyEvent(EventType.PROMOTED, delay_seconds=0.2, digest="sha256:" + "ab" * 32, **base),
-        NotifyEvent(EventType.NUDGED, delay_seconds=0.4, **base),
-        NotifyEvent(EventType.NODE_UPGRADED, **base),
-        NotifyEvent(EventType.RESUMED, halt_duration_seconds=252.0, **base),
+        ev(base, eta_seconds=90_000.0, source_present=True),
+        ev(base, type=E.REMINDER, eta_seconds=86_400.0, occurrence="24h"),
+        ev(base, type=E.REMINDER, eta_seconds=3_600.0, occurrence="1h"),
+        ev(base, type=E.HALTED),
+        ev(base, type=E.PROMOTED, delay_seconds=0.2, digest="sha256:" + "ab" * 32),
+        ev(base, type=E.NUDGED, delay_seconds=0.4),
+        ev(base, type=E.NODE_UPGRADED),
+        ev(base, type=E.RESUMED, halt_duration_seconds=252.0),
     ]
 
 

@@ -22,15 +22,23 @@ from typing import Any, Protocol
 
 import attrs
 import trio
-from prometheus_client import CollectorRegistry, Counter
 
 from gopher_updater.logs import get_logger
 from gopher_updater.notify import ALL_EVENT_TYPES, EventType, NotifyEvent
+from gopher_updater.notify_status import OUTCOMES, ChannelStatus, NotifierStatus, NotifyMetrics
 from gopher_updater.notify_webhook import Attempt
 
 log = get_logger("gopher_updater.notify")
 
-OUTCOMES = ("sent", "retry", "failed", "rejected", "dropped")
+__all__ = [
+    "Channel",
+    "ChannelStatus",
+    "Notifier",
+    "NotifierStatus",
+    "NotifyMetrics",
+    "RetryPolicy",
+]
+
 QUEUE_SIZE = 64
 DEDUPE_CAPACITY = 4096
 
@@ -75,70 +83,6 @@ class RetryPolicy:
             spent += delay
             delay = min(delay * 2, self.max_delay)
         return out
-
-
-class NotifyMetrics:
-    """`gopher_updater_notifications_total{channel,event,outcome}` in the daemon's registry.
-
-    `outcome` per event and channel: `sent`, `failed` (retries exhausted), `rejected` (the
-    service refused it: not retried), `dropped` (queue full or channel unavailable); and
-    `retry` once per extra try, so a flapping service shows before it fails.
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.notifications = Counter(
-            "gopher_updater_notifications",
-            "Notifications by channel, event type and outcome",
-            ["channel", "event", "outcome"],
-            registry=registry,
-        )
-
-    def count(self, channel: str, event: EventType, outcome: str) -> None:
-        self.notifications.labels(channel=channel, event=event.value, outcome=outcome).inc()
-
-
-@attrs.frozen
-class ChannelStatus:
-    """One service as `/status` shows it: scheme or host only, and the redacted last error."""
-
-    name: str
-    kind: str
-    target: str
-    available: bool
-    last_event: str | None
-    last_outcome: str | None
-    last_at: float | None
-    last_error: str | None
-    last_error_at: float | None
-    counts: tuple[tuple[str, int], ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {**attrs.asdict(self), "counts": dict(self.counts)}
-
-
-@attrs.frozen
-class NotifierStatus:
-    channels: tuple[ChannelStatus, ...]
-    events: tuple[str, ...]
-    filtered: int
-    deduplicated: int
-
-    @property
-    def failing(self) -> bool:
-        """True while any channel's latest delivery failed: for `/status`, never `/readyz`."""
-        return any(
-            not c.available or c.last_outcome in ("failed", "rejected", "dropped")
-            for c in self.channels
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "failing": self.failing,
-            "events": list(self.events),
-            "filtered": self.filtered,
-            "deduplicated": self.deduplicated,
-            "channels": [c.to_json() for c in self.channels],
-        }
 
 
 @attrs.define

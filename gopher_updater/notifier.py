@@ -184,31 +184,32 @@ class Notifier:
     # ------------------------------------------------------------------ task side
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with contextlib.AsyncExitStack() as stack:
+        """Started at once: each channel sets itself up in its own task (Apprise's import
+        takes a moment), and events queued meanwhile wait in its queue."""
+        async with trio.open_nursery() as nursery:
             for state in self._states:
-                try:
-                    await stack.enter_async_context(state.channel)
-                except Exception as exc:  # a broken channel must not take the daemon down
-                    state.available = False
-                    state.last_error = f"unavailable: {type(exc).__name__}"
-                    state.last_error_at = self._wall()
-                    log.error(
-                        "notification_channel_unavailable",
-                        channel=state.channel.name,
-                        error=type(exc).__name__,
-                    )
-            async with trio.open_nursery() as nursery:
-                for state in self._states:
-                    nursery.start_soon(self._drain, state, name=f"notify:{state.channel.name}")
-                task_status.started()
+                nursery.start_soon(self._channel_task, state, name=f"notify:{state.channel.name}")
+            task_status.started()
 
-    async def _drain(self, state: _ChannelState) -> None:
-        async with state.receive:
-            async for event in state.receive:
-                if state.available:
-                    await self._deliver(state, event)
-                else:
-                    self._record(state, event, "dropped", state.last_error or "unavailable")
+    async def _channel_task(self, state: _ChannelState) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(state.channel)
+            except Exception as exc:  # a broken channel must not take the daemon down
+                state.available = False
+                state.last_error = f"unavailable: {type(exc).__name__}"
+                state.last_error_at = self._wall()
+                log.error(
+                    "notification_channel_unavailable",
+                    channel=state.channel.name,
+                    error=type(exc).__name__,
+                )
+            async with state.receive:
+                async for event in state.receive:
+                    if state.available:
+                        await self._deliver(state, event)
+                    else:
+                        self._record(state, event, "dropped", state.last_error or "unavailable")
 
     async def _try(self, channel: Channel, event: NotifyEvent) -> Attempt:
         with trio.move_on_after(self._policy.attempt_timeout):

@@ -281,6 +281,30 @@ async def test_a_full_queue_drops_and_counts_without_blocking(autojump_clock: ob
     assert fine_counts["sent"] == 2 * len(first) and fine_counts["dropped"] == 0
 
 
+class BrokenSetup(FakeChannel):
+    """Set-up is slow and then fails, as Apprise would if its import broke at run time."""
+
+    async def __aenter__(self) -> FakeChannel:
+        await trio.sleep(5)
+        raise ImportError("no apprise")
+
+
+async def test_a_broken_channel_is_reported_and_delays_nothing(autojump_clock: object) -> None:
+    broken, fine = BrokenSetup("broken"), FakeChannel("ok")
+    notifier = Notifier([broken, fine])
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(notifier.run)
+        assert trio.current_time() == start  # started before any channel's set-up ended
+        for e in timeline()[:3]:
+            notifier.notify_nowait(e)
+        notifier.close()
+    bad, good = notifier.status().channels
+    assert not bad.available and bad.last_error == "unavailable: ImportError"
+    assert dict(bad.counts)["dropped"] == 3 and dict(good.counts)["sent"] == 3
+    assert notifier.status().failing and broken.tries == []
+
+
 # ------------------------------------------------------------------ secrets at debug level
 
 _LEAK_SCRIPT = """

@@ -19,6 +19,7 @@ Nothing here shows a Receiver's URL path or token: receivers are named by origin
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -246,14 +247,15 @@ class Nudger:
 
     async def _follow(self, series: _Series, track: _Track) -> None:
         """One receiver's series: a send at each offset, until done or rejected."""
-        pending = list(self._schedule.offsets)
-        while pending:
-            now = trio.current_time()
-            while len(pending) > 1 and series.t0 + pending[1] <= now:
-                pending.pop(0)  # overrun by the last send's retries: collapse into one
-            await trio.sleep_until(series.t0 + pending.pop(0))
+        last_end = -math.inf
+        for offset in self._schedule.offsets:
+            due = series.t0 + offset
+            if due < last_end:
+                continue  # overrun by the last send's retries, which stood in for it
+            await trio.sleep_until(due)
             if await self._send(series, track) == "rejected":
                 break
+            last_end = trio.current_time()
         track.finished = True
 
     async def _send(self, series: _Series, track: _Track) -> str:

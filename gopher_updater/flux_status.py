@@ -25,8 +25,8 @@ OUTCOMES = ("accepted", "retry", "rejected", "failed", "dry_run")
 class NudgeSchedule:
     """When to send and how hard to retry. Tests shrink it; the daemon uses the defaults.
 
-    `offsets` are seconds after the series starts. A send whose retries overrun later offsets
-    collapses them into one send made at once, so a series never bursts.
+    `offsets` are seconds after the series starts. Offsets a send's retries overran are
+    skipped (that send stood in for them), so a series never bursts after a slow send.
     """
 
     offsets: tuple[float, ...] = (0.0, 10.0, 30.0, 60.0, 120.0)

@@ -261,10 +261,11 @@ class Nudger:
     async def _send(self, series: _Series, track: _Track) -> str:
         """One scheduled send with its retries; returns accepted, rejected or failed."""
         sched, r = self._schedule, track.receiver
-        began, wait = trio.current_time(), sched.retry_initial
+        began, wait, tries = trio.current_time(), sched.retry_initial, 0
         while True:
             status, error = await self._post(r, series.body)
             track.attempts += 1
+            tries += 1
             track.status_code, track.error, track.at = status, error, time.time()
             verdict = classify(status)
             fields = {"receiver": r.origin, "receiver_index": r.index, "status": status}
@@ -291,8 +292,7 @@ class Nudger:
                 return "failed"
             track.outcome = "retry"
             self._metrics.count("retry")
-            first_retry = trio.current_time() == began
-            (log.warning if first_retry else log.debug)(
+            (log.warning if tries == 1 else log.debug)(
                 "flux_nudge_retry", error=error, wait_seconds=wait, **fields
             )
             await trio.sleep(wait)

@@ -524,6 +524,26 @@ async def test_no_path_or_token_in_logs_snapshots_metrics_or_errors(
         assert secret not in haystack
 
 
+async def test_only_the_first_retry_of_a_send_is_a_warning(
+    autojump_clock: trio.abc.Clock, debug_log: io.StringIO
+) -> None:
+    rig = make_rig({URL_A: [503, 503, 503, 200]})
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await trio.sleep(0.5)  # an answer takes time, as on a real network
+        return await rig.hooks.handle(request)
+
+    rig.nudger = Nudger(
+        parse_receivers(URL_A, TOKEN),
+        metrics=FluxMetrics(CollectorRegistry()),
+        transport=httpx.MockTransport(slow),
+    )
+    await run_for(rig, 9, (0, REQUEST))
+    events = [json.loads(line) for line in debug_log.getvalue().splitlines()]
+    levels = [e["level"] for e in events if e["event"] == "flux_nudge_retry"]
+    assert levels == ["warning", "debug", "debug"]
+
+
 def test_outcomes_are_pre_initialised(autojump_clock: trio.abc.Clock) -> None:
     registry = CollectorRegistry()
     FluxMetrics(registry)

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "containers"
 K8S = CONTAINERS / "k8s"
 FLUX = CONTAINERS / "flux"
+MONITORING = CONTAINERS / "monitoring"
 CONTAINERFILE = CONTAINERS / "Containerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 BUILD_SCRIPT = ROOT / "scripts" / "build-image.sh"
@@ -193,6 +194,10 @@ def image_user() -> int:
 def test_manifest_parses_and_names_its_object(path: Path) -> None:
     docs = load_docs(path)
     assert docs, f"{path} holds no document"
+    if path.name.endswith(".rules.yaml"):
+        # A plain Prometheus rules file (rule_files:), not a Kubernetes object.
+        assert [set(doc) for doc in docs] == [{"groups"}], path
+        return
     for doc in docs:
         assert {"apiVersion", "kind"} <= doc.keys(), f"{path}: {doc!r:.80}"
         if doc["kind"] != "Kustomization":
@@ -212,6 +217,12 @@ def test_the_manifest_directories_are_not_empty() -> None:
         "imagepolicy.yaml",
         "imageupdateautomation.yaml",
         "node-deployment.yaml",
+        "receiver.yaml",
+        "receiver-secret.example.yaml",
+    }
+    assert {p.name for p in MONITORING.glob("*.yaml")} >= {
+        "prometheusrule.yaml",
+        "gopher-updater.rules.yaml",
     }
 
 
@@ -533,3 +544,59 @@ def test_the_updater_polls_the_example_nodes_lcd_service() -> None:
     name, namespace, *_ = (url.hostname or "").split(".")
     assert (name, namespace) == (service["metadata"]["name"], service["metadata"]["namespace"])
     assert url.port in {p["port"] for p in service["spec"]["ports"]}
+
+
+# --- Flux: the Receiver gopher-updater nudges ----------------------------------------------
+
+
+def receiver() -> Doc:
+    return find_doc(FLUX / "receiver.yaml", "Receiver", APP)
+
+
+def flux_objects() -> dict[tuple[str, str, str, str], Doc]:
+    """Every object under containers/flux by (apiVersion, kind, namespace, name)."""
+    return {
+        (d["apiVersion"], d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
+        for path in sorted(FLUX.glob("*.yaml"))
+        for d in load_docs(path)
+    }
+
+
+def test_the_receiver_is_generic_hmac_with_the_example_secret() -> None:
+    spec = receiver()["spec"]
+    assert receiver()["apiVersion"] == "notification.toolkit.fluxcd.io/v1"
+    assert spec["type"] == "generic-hmac"
+    secret = find_doc(FLUX / "receiver-secret.example.yaml", "Secret")
+    assert spec["secretRef"]["name"] == secret["metadata"]["name"]
+    assert secret["metadata"]["namespace"] == receiver()["metadata"]["namespace"]
+    token = secret["stringData"]["token"]
+    # Used byte for byte by Flux and the daemon: a block scalar's newline would be part of it.
+    assert token and not token.endswith("\n")
+    assert secret["metadata"]["labels"]["reconcile.fluxcd.io/watch"] == "Enabled"
+
+
+def test_the_receiver_lists_the_image_repository_and_the_automations_git_repository() -> None:
+    objects = flux_objects()
+    automation = find_doc(FLUX / "imageupdateautomation.yaml", "ImageUpdateAutomation")
+    source = automation["spec"]["sourceRef"]
+    git_repository = (
+        source["kind"],
+        source["name"],
+        source.get("namespace", automation["metadata"]["namespace"]),
+    )
+    image_repository = find_doc(FLUX / "imagerepository.yaml", "ImageRepository")
+    listed = set()
+    for res in receiver()["spec"]["resources"]:
+        # The controller defaults apiVersion only for some kinds: always written here.
+        assert res["apiVersion"], res
+        key = (res["apiVersion"], res["kind"], res["namespace"], res["name"])
+        listed.add((res["kind"], res["name"], res["namespace"]))
+        # Either an object of containers/flux, or the GitRepository `flux bootstrap` made.
+        assert key in objects or (res["kind"], res["name"], res["namespace"]) == git_repository
+    assert listed == {
+        git_repository,
+        ("ImageRepository", image_repository["metadata"]["name"], "flux-system"),
+    }
+    assert (
+        image_policy()["spec"]["imageRepositoryRef"]["name"] == image_repository["metadata"]["name"]
+    )

@@ -12,102 +12,42 @@ a Deployment wants *every* problem in one message and the same answer for the sa
 - a secret (`secret=True`) may instead come from a file named by `NAME_FILE` (never both), is
   kept as a `Secret` and is never echoed in an error; other values are quoted, URLs redacted.
 
-Booleans are parsed here rather than by a library because the usual parsers map any unknown
-string to False, where a typo in `DRY_RUN` must fail loudly.
+The generic parts (`Var`, the parsers, those rules) live in `envparse`; this module is the
+table and the project's own checks.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from gopher_updater.duration import DurationError, parse_go_duration
+from gopher_updater.envparse import (
+    Var,
+    boolean,
+    choice,
+    duration,
+    host,
+    port,
+    present,
+    secret_from_env,
+    show_url,
+    url,
+)
 from gopher_updater.model import REPOSITORY_RE
-from gopher_updater.secret import Secret, SecretFileError, read_secret_file
-from gopher_updater.urls import CheckedUrl, Userinfo, check_host, check_url, redact_url
+from gopher_updater.secret import Secret
+from gopher_updater.urls import CheckedUrl
 
 __all__ = ["ENV_VARS", "MANDATORY", "VARS", "Config", "ConfigError", "Secret", "Var", "load"]
 
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
-_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
 #: Distribution's limit on a repository name.
 MAX_REPO_PATH = 255
-
-
-# --- parsers: str -> value, ValueError with a message that says what is expected --------
-
-
-def url(*, userinfo: Userinfo = "refuse", example: str) -> Callable[[str], CheckedUrl]:
-    def parse(value: str) -> CheckedUrl:
-        try:
-            return check_url(value, userinfo=userinfo)
-        except ValueError as exc:
-            raise ValueError(f"{exc}; expected e.g. {example}") from None
-
-    return parse
-
-
-def duration(*, floor: str, ceiling: str) -> Callable[[str], float]:
-    """A Go duration in seconds, within [floor, ceiling] (themselves Go durations)."""
-    low, high = parse_go_duration(floor), parse_go_duration(ceiling)
-
-    def parse(value: str) -> float:
-        try:
-            ns = parse_go_duration(value)
-        except DurationError as exc:
-            raise ValueError(f"{exc}; expected a Go duration like 30s, 1m30s, 1.5h") from None
-        if not low <= ns <= high:
-            raise ValueError(f"must be between {floor} and {ceiling}")
-        return ns / 1e9
-
-    return parse
-
-
-def comma_list(item: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
-    """`a, b, c` -> a tuple of parsed items; an empty item or a bad one names its position."""
-
-    def parse(value: str) -> tuple[Any, ...]:
-        out, problems = [], []
-        for n, part in enumerate(value.split(","), start=1):
-            try:
-                if not part.strip():
-                    raise ValueError("empty item")
-                out.append(item(part.strip()))
-            except ValueError as exc:
-                problems.append(f"item {n}: {exc}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return tuple(out)
-
-    return parse
-
-
-def _port(value: str) -> int:
-    if re.fullmatch(r"[0-9]{1,5}", value) is None or not 1 <= int(value) <= 65535:
-        raise ValueError("expected an integer 1-65535")
-    return int(value)
-
-
-def _bool(value: str) -> bool:
-    try:
-        return _BOOLS[value.lower()]
-    except KeyError:
-        raise ValueError("expected true/false/1/0/yes/no") from None
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if value.lower() not in options:
-            raise ValueError("expected one of " + ", ".join(options))
-        return value.lower()
-
-    return parse
 
 
 def _repo(value: str) -> str:
@@ -130,52 +70,6 @@ def _user(value: str) -> str:
     return value
 
 
-def _host(value: str) -> str:
-    try:
-        return check_host(value)
-    except ValueError as exc:
-        raise ValueError(f"{exc}; e.g. 0.0.0.0, 127.0.0.1, ::, localhost") from None
-
-
-# --- the variables ----------------------------------------------------------------------
-
-
-def _quoted(value: str) -> str:
-    return repr(value if len(value) <= 60 else value[:57] + "...")
-
-
-@attrs.frozen
-class Var:
-    """One variable: how to read it, and how to show it in an error."""
-
-    name: str
-    default: str | None
-    help: str
-    parse: Callable[[str], Any] = str
-    mandatory: bool = False
-    #: Kept as a `Secret`, never echoed, not stripped; `NAME_FILE` may name a file holding it.
-    secret: bool = False
-    #: With `secret`: read `NAME_FILE` byte-exact (no trailing newline stripped).
-    exact: bool = False
-    #: "" is a choice, not "unset" (SOURCE_PREFIX).
-    empty_is_value: bool = False
-    #: For a URL parsed with userinfo="split": the Config field receiving the credentials.
-    auth_attr: str | None = None
-    show: Callable[[str], str] = _quoted
-
-    @property
-    def attr(self) -> str:
-        return self.name.lower()
-
-    @property
-    def file_name(self) -> str | None:
-        return self.name + "_FILE" if self.secret else None
-
-
-def _show_url(value: str) -> str:
-    return redact_url(value, keep_path=True)
-
-
 VARS: tuple[Var, ...] = (
     Var(
         "RPC_URL",
@@ -183,7 +77,7 @@ VARS: tuple[Var, ...] = (
         "Cosmos LCD (REST) base URL",
         url(userinfo="split", example="http://localhost:1317"),
         auth_attr="rpc_auth",
-        show=_show_url,
+        show=show_url,
     ),
     Var("DOCKERHUB_USER", None, "registry user (Docker ID)", _user, mandatory=True),
     Var(
@@ -202,14 +96,14 @@ VARS: tuple[Var, ...] = (
         "Go duration between polls (100ms-24h)",
         duration(floor="100ms", ceiling="24h"),
     ),
-    Var("HTTP_PORT", "8080", "ops endpoints port", _port),
-    Var("HTTP_HOST", "0.0.0.0", "ops endpoints address", _host),
+    Var("HTTP_PORT", "8080", "ops endpoints port", port),
+    Var("HTTP_HOST", "0.0.0.0", "ops endpoints address", host),
     Var(
         "REGISTRY_URL",
         "https://registry-1.docker.io",
         "registry API base URL",
         url(userinfo="refuse", example="https://registry-1.docker.io"),
-        show=_show_url,
+        show=show_url,
     ),
     Var(
         "REQUEST_TIMEOUT",
@@ -217,11 +111,11 @@ VARS: tuple[Var, ...] = (
         "bound on every request (100ms-5m)",
         duration(floor="100ms", ceiling="5m"),
     ),
-    Var("DRY_RUN", "false", "report, never write the registry", _bool),
-    Var("OVERWRITE_TARGET", "false", "replace a target tag holding another digest", _bool),
-    Var("PPROF_ENABLED", "true", "serve /debug/pprof/", _bool),
-    Var("LOG_LEVEL", "info", "debug, info, warning or error", _choice(LOG_LEVELS)),
-    Var("LOG_FORMAT", "json", "json or console", _choice(LOG_FORMATS)),
+    Var("DRY_RUN", "false", "report, never write the registry", boolean),
+    Var("OVERWRITE_TARGET", "false", "replace a target tag holding another digest", boolean),
+    Var("PPROF_ENABLED", "true", "serve /debug/pprof/", boolean),
+    Var("LOG_LEVEL", "info", "debug, info, warning or error", choice(LOG_LEVELS)),
+    Var("LOG_FORMAT", "json", "json or console", choice(LOG_FORMATS)),
 )
 
 
@@ -270,37 +164,6 @@ class ConfigError(Exception):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _present(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:
-    """The raw value, None when unset or "", after the whitespace-only rule."""
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.strip():
-        problems.append(f"{name}: only whitespace; unset it (or set it empty) for the default")
-        return None
-    return raw
-
-
-def _secret(env: Mapping[str, str], var: Var, problems: list[str]) -> Secret | None:
-    file_name = var.file_name or ""
-    value = _present(env, var.name, problems)
-    path = _present(env, file_name, problems)
-    if value is not None and path is not None:
-        problems.append(f"{var.name}: set either {var.name} or {file_name}, not both")
-        return None
-    if path is not None:
-        try:
-            return read_secret_file(path.strip(), exact=var.exact)
-        except SecretFileError as exc:
-            problems.append(f"{file_name}: {exc}")
-            return None
-    if value is None:
-        if var.mandatory and not any(p.startswith(var.name) for p in problems):
-            problems.append(f"{var.name}: missing (set it or {file_name})")
-        return None
-    return Secret(value)
-
-
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Read, convert and validate every variable; raise ConfigError listing all problems."""
     env = os.environ if env is None else env
@@ -308,10 +171,10 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     values: dict[str, Any] = {}
     for var in VARS:
         if var.secret:
-            values[var.attr] = _secret(env, var, problems)
-            values[var.attr + "_file"] = _present(env, var.file_name or "", [])
+            values[var.attr] = secret_from_env(env, var, problems)
+            values[var.attr + "_file"] = present(env, var.file_name or "", [])
             continue
-        raw = _present(env, var.name, problems)
+        raw = present(env, var.name, problems)
         if raw is None and var.empty_is_value and env.get(var.name) == "":
             raw = ""
         elif raw is None:

@@ -55,7 +55,7 @@ def check_host(value: str, *, lenient: bool = False) -> str:
     if not all(label.fullmatch(part) for part in labels):
         raise ValueError("expected an IP address or a hostname (letters, digits, '-', '.')")
     if all(part.isdigit() for part in labels):
-        raise ValueError("looks like an IPv4 address but is not a valid one")
+        raise ValueError("expected an IP address or a hostname (all-numeric is neither)")
     return host
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
+import trio
 
 from gopher_updater import config
 
@@ -426,3 +429,33 @@ def test_check_output_masks_rpc_url_credentials() -> None:
     assert "chain http://127.0.0.1:9/lcd" in out
     assert "rpc-s3cret" not in out and "lcd-user" not in out
     assert "Traceback" not in out
+
+
+async def test_rpc_url_credentials_reach_the_lcd_only_as_basic_auth(nursery: trio.Nursery) -> None:
+    from gopher_updater import daemon
+    from gopher_updater.chain import ChainError
+
+    heads: list[str] = []
+
+    async def lcd(stream: trio.SocketStream) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := await stream.receive_some(65536)):
+            data += chunk
+        heads.append(data.decode("latin-1"))
+        await stream.send_all(b"HTTP/1.1 500 x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await stream.aclose()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, lcd, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    url = f"http://lcd-user:p%40ss@127.0.0.1:{port}"
+    cfg = config.load({**BASE, "RPC_URL": url, "REQUEST_TIMEOUT": "1s"})
+    async with daemon.chain_client(cfg) as chain:
+        with pytest.raises(ChainError) as info:
+            await chain.current_plan()
+    assert "p@ss" not in str(info.value) and "p%40ss" not in str(info.value)
+    assert heads
+    token = base64.b64encode(b"lcd-user:p@ss").decode()
+    request_line, *headers = heads[0].split("\r\n")
+    assert "lcd-user" not in request_line
+    auth = [h.split(":", 1)[1].strip() for h in headers if h.lower().startswith("authorization:")]
+    assert auth == [f"Basic {token}"]

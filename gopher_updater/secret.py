@@ -78,6 +78,8 @@ def read_secret_file(
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as exc:
         raise SecretFileError(path, f"cannot open: {exc.strerror or 'error'}") from None
+    except ValueError:  # a path the file system encoding cannot express (lone surrogates)
+        raise SecretFileError(path, "cannot open: the path is not valid text") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

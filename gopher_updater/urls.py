@@ -90,6 +90,9 @@ def check_url(value: str, *, userinfo: Userinfo = "refuse") -> CheckedUrl:
             check_host(host.encode("idna").decode("ascii"), lenient=True)
     except (ValueError, UnicodeError):
         raise ValueError("the host is not a valid IP address or hostname") from None
+    if "@" in parts.path:
+        # Also what an unencoded '/' in a password looks like: never guess, never show it.
+        raise ValueError("'@' outside user:password@ (percent-encode '/', '?', '#' in them)")
     netloc = parts.netloc.rpartition("@")[2]
     auth = None
     if "@" in parts.netloc:
@@ -109,7 +112,9 @@ def redact_url(url: str, *, keep_path: bool = False) -> str:
 
     The query and fragment are always dropped, and the path unless `keep_path` (webhook and
     provider URLs often carry their token in the path). Anything unparseable becomes
-    `<invalid URL>` rather than being echoed.
+    `<invalid URL>` rather than being echoed. An `@` after the host is taken as credentials
+    whose unencoded `/`, `?` or `#` fooled the parser: everything before the last `@` is
+    masked then, so a mistyped URL cannot leak half a password.
     """
     try:
         parts = urlsplit(url)
@@ -117,6 +122,9 @@ def redact_url(url: str, *, keep_path: bool = False) -> str:
         return "<invalid URL>"
     if not parts.scheme or not parts.netloc:
         return "<invalid URL>"
+    if "@" in parts.path + parts.query + parts.fragment:
+        after = url.rpartition("@")[2]
+        return f"{parts.scheme}://***@{re.split(r'[/?#]', after, maxsplit=1)[0]}"
     _, at, hostport = parts.netloc.rpartition("@")
     masked = "***@" if at else ""
     path = parts.path if keep_path else ""

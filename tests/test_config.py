@@ -459,3 +459,15 @@ async def test_rpc_url_credentials_reach_the_lcd_only_as_basic_auth(nursery: tri
     assert "lcd-user" not in request_line
     auth = [h.split(":", 1)[1].strip() for h in headers if h.lower().startswith("authorization:")]
     assert auth == [f"Basic {token}"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["http://user:pa/ss-S3CRET@host", "http://user:pa?ss-S3CRET@host", "http://u:pa#ss-S3CRET@h"],
+)
+def test_a_password_with_unencoded_delimiters_is_never_shown(value: str) -> None:
+    from gopher_updater.urls import redact_url
+
+    problems = _problems({**BASE, "RPC_URL": value, "REGISTRY_URL": value})
+    assert "S3CRET" not in str(problems) and "pa" not in redact_url(value, keep_path=True)
+    assert set(problems) >= {"RPC_URL", "REGISTRY_URL"}

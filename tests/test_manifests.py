@@ -600,3 +600,97 @@ def test_the_receiver_lists_the_image_repository_and_the_automations_git_reposit
     assert (
         image_policy()["spec"]["imageRepositoryRef"]["name"] == image_repository["metadata"]["name"]
     )
+
+
+# --- issue 9: the image as the README says (no pip, no test rig, a healthcheck that works) --
+
+
+def build_stage() -> list[tuple[str, str]]:
+    return stages()[1]
+
+
+def test_the_test_rig_is_removed_before_the_wheel_is_built() -> None:
+    runs = " && ".join(args for kw, args in build_stage() if kw == "RUN")
+    removal = runs.find("rm -rf /src/gopher_updater/testing")
+    assert removal != -1, "gopher_updater/testing must not reach the image"
+    assert removal < runs.find("pip wheel"), "the rig must be gone before the wheel is built"
+    assert "find_spec('gopher_updater.testing') is None" in runs
+
+
+def test_the_runtime_image_carries_no_pip() -> None:
+    build_runs = " ".join(args for kw, args in build_stage() if kw == "RUN")
+    assert re.search(r"pip uninstall --yes pip setuptools wheel", build_runs)
+    runtime_runs = " ".join(args for kw, args in final_stage() if kw == "RUN")
+    for removed in ('"$site"/pip ', "/usr/local/bin/pip ", "ensurepip", "distutils-precedence.pth"):
+        assert removed in runtime_runs, f"the runtime stage keeps {removed.strip()}"
+    assert '! python3 -c "import pip"' in runtime_runs
+    # Nothing installs in the runtime stage: only the finished venv is copied in.
+    assert not re.search(r"\bpip3?\s+install\b", runtime_runs)
+    copies = [args for kw, args in final_stage() if kw == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"]
+
+
+def test_the_healthcheck_is_the_subcommand_that_reads_http_host() -> None:
+    check = one(final_stage(), "HEALTHCHECK")
+    command = json.loads(check.split("CMD", 1)[1])
+    assert command == ["gopher-updater", "healthcheck"]
+    assert "127.0.0.1" not in check, "a fixed loopback probe fails when HTTP_HOST is an address"
+
+
+@pytest.mark.parametrize(
+    ("bind", "probe"),
+    [
+        ("0.0.0.0", "127.0.0.1"),
+        ("::", "::1"),
+        ("127.0.0.2", "127.0.0.2"),
+        ("node.local", "node.local"),
+    ],
+)
+def test_healthcheck_probes_where_the_daemon_listens(bind: str, probe: str) -> None:
+    from gopher_updater.cli import probe_host
+
+    assert probe_host(bind) == probe
+
+
+@pytest.mark.parametrize(
+    ("bind", "serve_on"), [("0.0.0.0", "127.0.0.1"), ("127.0.0.2", "127.0.0.2")]
+)
+async def test_healthcheck_subcommand_against_a_served_app(bind: str, serve_on: str) -> None:
+    import trio
+
+    from gopher_updater import cli, ops
+    from gopher_updater.metrics import Metrics
+    from gopher_updater.state import State
+
+    app = ops.create_app(State(poll_interval=60), Metrics(), pprof_enabled=False)
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(ops.serve, app, serve_on, 0, shutdown)
+        port = urls[0].rsplit(":", 1)[1]
+        env = {"HTTP_HOST": bind, "HTTP_PORT": port}
+        assert await trio.to_thread.run_sync(cli.healthcheck, env) == 0
+        shutdown.set()
+    assert cli.healthcheck(env) == 1  # nothing listens any more
+
+
+def test_demo_without_the_test_rig_says_so_in_one_line() -> None:
+    code = (
+        "import sys; sys.modules['gopher_updater.testing'] = None; "
+        "from gopher_updater.cli import main; sys.exit(main(['demo']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert "gopher_updater.testing" in line and "does not include" in line
+
+
+def test_the_license_is_an_spdx_string_so_setuptools_does_not_warn() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    requires = pyproject["build-system"]["requires"]
+    assert "setuptools>=77" in requires, "SPDX license strings need setuptools >= 77"
+    labels = one(final_stage(), "LABEL")
+    assert 'org.opencontainers.image.licenses="Apache-2.0"' in labels

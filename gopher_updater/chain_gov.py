@@ -134,4 +134,4 @@ def _stop_at(
         return None
     if status not in FINAL_STATUSES:
         return None
-    return min(since.newest_id, *(i - 1 for i in reopen))
+    return min([since.newest_id, *(i - 1 for i in reopen)])

@@ -1,16 +1,22 @@
-"""A Cosmos SDK LCD simulator over real HTTP on loopback: the chain in every test and demo.
+"""A Cosmos SDK chain simulator served by LCD nodes over real HTTP on loopback.
 
 It reproduces what the daemon must get right (reference: cosmos-lcd.md):
 - x/upgrade: one plan at a time, overwritten by a re-schedule, cleared by a cancel or by the
   new binary, which records `applied_plan/{name}` = H;
 - the halt: the block store reaches H and stops while the app stays at H-1 (the height
-  header), and the LCD keeps answering;
+  header), the LCD keeps answering and `current_plan` still shows the plan; then the restart
+  on the new binary (`apply_plan()`, or by itself `upgrade_after` seconds after the halt;
+  None = never, for stuck-chain tests): applied = H, no plan, blocks resume above H;
+- blocks at a configurable block time (1 s by default; 6 s like most mainnets) with an
+  optional seeded jitter;
 - gov v1 / v1beta1 listings with the SDK's real pagination (and the v0.50 filter bug), the
   v1 -> v1beta1 conversion and its whole-page failure, 501 for routes a chain lacks;
-- transport faults injected per route (`Fault`), so the client's retries can be tested.
+- several LCD nodes of the same chain (`add_endpoint`), each its own HTTP server with its
+  own lag, faults, down time and request statistics (`chainsim_endpoint`).
 
-State lives on the object and is read and written from the test's trio thread; block
-production runs on trio's clock so it also works under `MockClock`.
+The sim's own attributes `url`, `stats`, `set_fault`, ... are those of its first node
+(`primary`). State lives on the object and is read and written from the test's trio thread;
+block production runs on trio's clock so it also works under `MockClock`.
 
 Usage: `url = await nursery.start(sim.run)`; or `python -m gopher_updater.testing.chainsim`.
 """
@@ -18,16 +24,14 @@ Usage: `url = await nursery.start(sim.run)`; or `python -m gopher_updater.testin
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
-import enum
-import functools
 import json
 import math
 import random
 import time
-import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,79 +40,40 @@ import trio
 
 from gopher_updater.model import Plan, ProposalStatus
 from gopher_updater.testing import chainsim_lcd as lcd
-from gopher_updater.testing.chainsim_http import Exchange, Header, Request, RouteStats
-from gopher_updater.testing.chainsim_http import serve_connection as _serve_connection
+from gopher_updater.testing.chainsim_endpoint import (
+    GOV_V1_PROPOSALS,
+    GOV_V1BETA1_PROPOSALS,
+    ROUTES,
+    Fault,
+    LcdEndpoint,
+)
+from gopher_updater.testing.chainsim_http import RouteStats
 
 __all__ = [
     "ROUTES",
     "ChainSim",
+    "ChainView",
     "Fault",
+    "LcdEndpoint",
     "RouteStats",
     "load_cosmoshub_proposals",
 ]
 
-CURRENT_PLAN = "current_plan"
-APPLIED_PLAN = "applied_plan"
-BLOCKS_LATEST = "blocks_latest"
-SYNCING = "syncing"
-GOV_V1_PROPOSALS = "gov_v1_proposals"
-GOV_V1BETA1_PROPOSALS = "gov_v1beta1_proposals"
-UNKNOWN = "unknown"
-ROUTES = (
-    CURRENT_PLAN,
-    APPLIED_PLAN,
-    BLOCKS_LATEST,
-    SYNCING,
-    GOV_V1_PROPOSALS,
-    GOV_V1BETA1_PROPOSALS,
-    UNKNOWN,
-)
-
-_FIXED_PATHS = {
-    ("cosmos", "upgrade", "v1beta1", "current_plan"): CURRENT_PLAN,
-    ("cosmos", "base", "tendermint", "v1beta1", "blocks", "latest"): BLOCKS_LATEST,
-    ("cosmos", "base", "tendermint", "v1beta1", "syncing"): SYNCING,
-    ("cosmos", "gov", "v1", "proposals"): GOV_V1_PROPOSALS,
-    ("cosmos", "gov", "v1beta1", "proposals"): GOV_V1BETA1_PROPOSALS,
-}
-_APPLIED_PLAN_PREFIX = ("cosmos", "upgrade", "v1beta1", "applied_plan")
-
-_TRICKLE_INTERVAL = 0.5
-_GARBAGE_BODY = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    b"</body>\r\n</html>\r\n"
-)
 _ANSWER_CACHE_SIZE = 256
+_BLOCK_CACHE_SIZE = 8
+_HISTORY = 4096  # chain states remembered for lagging nodes
 
 
-class Fault(enum.Enum):
-    """Misbehaviour injected before a route's normal handling."""
+@attrs.frozen
+class ChainView:
+    """The chain as one node shows it: block-store height, app height, plan, block time."""
 
-    HTTP_500 = "500"  # {"code":13,"message":"internal error"}, status 500
-    HTTP_503 = "503"  # {"code":14,"message":"unavailable"}, status 503
-    HANG = "hang"  # read the request, never answer (until the client goes away)
-    GARBAGE = "garbage"  # 200, text/html, not JSON (a misconfigured proxy)
-    TRUNCATED = "truncated"  # full Content-Length, half the body, close
-    RESET = "reset"  # close with a TCP RST, no answer
-    TRICKLE = "trickle"  # headers, then one body byte every 0.5 s
-
-
-@attrs.define
-class _FaultRule:
-    fault: Fault
-    rate: float
-    remaining: int | None
-
-
-def _route_of(path: str) -> tuple[str, str | None]:
-    """Route name and (for applied_plan) the percent-decoded plan name."""
-    segments = tuple(urllib.parse.unquote(s) for s in path.split("/")[1:])
-    if segments in _FIXED_PATHS:
-        return _FIXED_PATHS[segments], None
-    if len(segments) == 5 and segments[:4] == _APPLIED_PLAN_PREFIX and segments[4]:
-        return APPLIED_PLAN, segments[4]
-    return UNKNOWN, None
+    height: int
+    app_height: int
+    plan: Plan | None
+    time: str
+    at: float  # trio time at which the chain was in this state
+    lagging: bool = False
 
 
 def _format_time(unix: float) -> str:
@@ -130,13 +95,15 @@ def _now() -> float:
 
 
 class ChainSim:
-    """One LCD node of a simulated chain. See the module docstring."""
+    """One simulated chain and its first LCD node. See the module docstring."""
 
     def __init__(
         self,
         *,
         height: int = 1000,
         block_time: float = 1.0,
+        block_jitter: float = 0.0,
+        upgrade_after: float | None = None,
         proposals: list[dict[str, Any]] | None = None,
         proposals_v1beta1: list[dict[str, Any]] | None = None,
         gov_v1: bool = True,
@@ -148,6 +115,8 @@ class ChainSim:
     ) -> None:
         if height < 1:
             raise ValueError(f"height must be >= 1, got {height}")
+        if not 0.0 <= block_jitter < 1.0:
+            raise ValueError(f"block_jitter must be within [0, 1), got {block_jitter}")
         self._changed = trio.Event()
         self._last_block_at = 0.0
         # Block times: the wall clock when the sim started plus trio's clock since then, so
@@ -160,21 +129,17 @@ class ChainSim:
         self.app_height = height
         self._plan: Plan | None = None
         self.applied: dict[str, int] = {}
+        self._history: collections.deque[ChainView] = collections.deque(maxlen=_HISTORY)
+        self._rng = random.Random(seed)
+        self.block_jitter = block_jitter
+        self._interval_factor = 1.0
         self._block_time = math.inf
         self.block_time = block_time
+        self._upgrade_after = upgrade_after
         self.height_reached_at: dict[int, float] = {}
         self.syncing = False
         self.gov_v1 = gov_v1
         self.filtered_pagination_bug = filtered_pagination_bug
-        self.height_header = height_header
-        self.url = ""
-        self.stats: dict[str, RouteStats] = {route: RouteStats() for route in ROUTES}
-        #: TCP connections accepted so far (keep-alive makes this far below the requests).
-        self.connections = 0
-        self._host = host
-        self._port = port
-        self._rng = random.Random(seed)
-        self._faults: dict[str, _FaultRule] = {}
         self._v1: dict[int, dict[str, Any]] = {}
         self._v1beta1: dict[int, dict[str, Any]] | None = None
         for item in proposals or ():
@@ -182,7 +147,73 @@ class ChainSim:
         if proposals_v1beta1 is not None:
             self._v1beta1 = {int(item["proposal_id"]): item for item in proposals_v1beta1}
         self._answer_cache: dict[tuple[str, str, bool], lcd.Answer] = {}
-        self._block_cache: tuple[int, str, bytes] | None = None
+        self._block_cache: dict[tuple[int, str], bytes] = {}
+        self._nursery: trio.Nursery | None = None
+        #: The LCD nodes serving this chain; the first is the sim's own (`url`, `stats`...).
+        self.endpoints: list[LcdEndpoint] = []
+        self.primary = LcdEndpoint(
+            self, height_header=height_header, seed=seed, host=host, port=port
+        )
+        self.endpoints.append(self.primary)
+
+    # --- the first node (the sim's API before it had several) ----------------------------
+
+    @property
+    def url(self) -> str:
+        return self.primary.url
+
+    @property
+    def stats(self) -> dict[str, RouteStats]:
+        return self.primary.stats
+
+    @property
+    def connections(self) -> int:
+        return self.primary.connections
+
+    @property
+    def height_header(self) -> str | None:
+        return self.primary.height_header
+
+    @height_header.setter
+    def height_header(self, value: str | None) -> None:
+        self.primary.height_header = value
+
+    def set_fault(
+        self, route: str, fault: Fault | None, *, rate: float = 1.0, count: int | None = None
+    ) -> None:
+        """`LcdEndpoint.set_fault` on the first node."""
+        self.primary.set_fault(route, fault, rate=rate, count=count)
+
+    def stats_total(self) -> RouteStats:
+        return self.primary.stats_total()
+
+    def reset_stats(self) -> None:
+        self.primary.reset_stats()
+
+    async def add_endpoint(
+        self,
+        *,
+        lag: int = 0,
+        delay: float = 0.0,
+        height_header: str | None = "Grpc-Metadata-X-Cosmos-Block-Height",
+        seed: int = 0,
+        port: int = 0,
+    ) -> LcdEndpoint:
+        """Another node of this chain on its own port (see `LcdEndpoint`); needs `run`."""
+        if self._nursery is None:
+            raise RuntimeError("start the sim first: await nursery.start(sim.run)")
+        endpoint = LcdEndpoint(
+            self,
+            lag=lag,
+            delay=delay,
+            height_header=height_header,
+            seed=seed,
+            host=self.primary.host,
+            port=port,
+        )
+        await self._nursery.start(endpoint.run)
+        self.endpoints.append(endpoint)
+        return endpoint
 
     # --- chain state ---------------------------------------------------------------------
 
@@ -222,6 +253,18 @@ class ChainSim:
         if math.isinf(self._block_time):
             self._last_block_at = _now()  # the first block comes one block_time from now
         self._block_time = value
+        self._poke()
+
+    @property
+    def upgrade_after(self) -> float | None:
+        """Seconds from the halt to the new binary applying the plan; None = never."""
+        return self._upgrade_after
+
+    @upgrade_after.setter
+    def upgrade_after(self, value: float | None) -> None:
+        if value is not None and not value >= 0:
+            raise ValueError(f"upgrade_after must be >= 0 or None, got {value}")
+        self._upgrade_after = value
         self._poke()
 
     @property
@@ -273,6 +316,8 @@ class ChainSim:
         self.height_reached_at.setdefault(self._height, now)
         self._block_time_str = self._timestamp(now)
         self._last_block_at = now
+        if self.block_jitter:
+            self._interval_factor = 1 + self._rng.uniform(-self.block_jitter, self.block_jitter)
         self._poke()
 
     async def wait_until(self, predicate: Callable[[ChainSim], bool]) -> None:
@@ -288,9 +333,36 @@ class ChainSim:
         return _format_time(self._wall_epoch + now - self._trio_epoch)
 
     def _poke(self) -> None:
-        """Wake the block producer: the plan, height or block time changed."""
+        """Record the new state for lagging nodes and wake whoever waits for a change."""
+        self._record()
         self._changed.set()
         self._changed = trio.Event()
+
+    def _record(self) -> None:
+        view = ChainView(
+            self._height, self.app_height, self._plan, self._block_time_str, _now(), True
+        )
+        last = self._history[-1] if self._history else None
+        if last is not None and (last.at, last.height) == (view.at, view.height):
+            self._history.pop()  # several changes at one height and instant: the last stands
+        self._history.append(view)
+
+    def view(self, *, lag: int = 0, delay: float = 0.0) -> ChainView:
+        """The chain as a node `lag` blocks and `delay` seconds behind shows it."""
+        if lag == 0 and delay == 0:
+            return ChainView(
+                self._height, self.app_height, self._plan, self._block_time_str, _now()
+            )
+        top, cutoff = self._height - lag, _now() - delay
+        for state in reversed(self._history):
+            if state.height <= top and state.at <= cutoff:
+                return state
+        return self._history[0]  # further back than remembered: the oldest state known
+
+    def applied_in(self, view: ChainView, name: str) -> int:
+        """`applied_plan/{name}` as a node at `view` answers it (0 before it applied it)."""
+        height = self.applied.get(name, 0)
+        return 0 if view.lagging and height > view.app_height else height
 
     async def _produce_blocks(self) -> None:
         while True:
@@ -298,13 +370,28 @@ class ChainSim:
             if self.halted or math.isinf(self._block_time):
                 await changed.wait()
                 continue
-            deadline = self._last_block_at + self._block_time
+            deadline = self._last_block_at + self._block_time * self._interval_factor
             if trio.current_time() >= deadline:
                 self._produce_block()
                 await trio.lowlevel.checkpoint()
                 continue
             with trio.move_on_at(deadline):
                 await changed.wait()
+
+    async def _upgrade_when_halted(self) -> None:
+        """The new binary restarts `upgrade_after` s after the halt and applies the plan."""
+        while True:
+            await self.wait_until(lambda s: s.halted and s.upgrade_after is not None)
+            await self._upgrade_later(self._plan, self._upgrade_after)
+
+    async def _upgrade_later(self, plan: Plan | None, after: float | None) -> None:
+        assert after is not None
+        with trio.move_on_after(after) as timer:
+            await self.wait_until(
+                lambda s: s.plan != plan or not s.halted or s.upgrade_after != after
+            )
+        if timer.cancelled_caught:
+            self.apply_plan()
 
     # --- proposals -----------------------------------------------------------------------
 
@@ -329,132 +416,14 @@ class ChainSim:
             self._v1beta1[id] = lcd.make_v1beta1_proposal(id, status, plan, encoding)
         self._answer_cache.clear()
 
-    # --- faults and stats ----------------------------------------------------------------
-
-    def set_fault(
-        self, route: str, fault: Fault | None, *, rate: float = 1.0, count: int | None = None
-    ) -> None:
-        """Inject `fault` on `route` (a route name or "*"); None removes it.
-
-        Each request the rule covers fails with probability `rate` (seeded RNG). With
-        `count`, the rule covers only the next `count` requests of that route, then lifts.
-        A route's own rule takes precedence over "*".
-        """
-        if route != "*" and route not in ROUTES:
-            raise ValueError(f"unknown route {route!r}; expected '*' or one of {ROUTES}")
-        if fault is None:
-            self._faults.pop(route, None)
-            return
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate must be within [0, 1], got {rate}")
-        if count is not None and count < 1:
-            raise ValueError(f"count must be >= 1, got {count}")
-        self._faults[route] = _FaultRule(fault=fault, rate=rate, remaining=count)
-
-    def _draw_fault(self, route: str) -> Fault | None:
-        key = route if route in self._faults else "*"
-        rule = self._faults.get(key)
-        if rule is None:
-            return None
-        if rule.remaining is not None:
-            rule.remaining -= 1
-            if rule.remaining <= 0:
-                del self._faults[key]
-        return rule.fault if self._rng.random() < rule.rate else None
-
-    def stats_total(self) -> RouteStats:
-        return RouteStats(
-            requests=sum(s.requests for s in self.stats.values()),
-            bytes_out=sum(s.bytes_out for s in self.stats.values()),
-        )
-
-    def reset_stats(self) -> None:
-        for stats in self.stats.values():
-            stats.requests = stats.bytes_out = 0
-
-    # --- serving -------------------------------------------------------------------------
-
-    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve and produce blocks until cancelled; `task_status.started(url)`."""
-        now = trio.current_time()
-        self._wall_epoch, self._trio_epoch = time.time(), now
-        self._last_block_at = now
-        self.height_reached_at.setdefault(self._height, now)
-        self._block_time_str = self._timestamp(now)
-        async with trio.open_nursery() as nursery:
-            serve = functools.partial(
-                trio.serve_tcp, self._serve_connection, self._port, host=self._host
-            )
-            listeners = await nursery.start(serve)
-            port = listeners[0].socket.getsockname()[1]
-            self.url = f"http://{self._host}:{port}"
-            nursery.start_soon(self._produce_blocks)
-            task_status.started(self.url)
-
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        self.connections += 1
-        await _serve_connection(stream, self._handle)
-
-    async def _handle(self, request: Request, exchange: Exchange) -> None:
-        path, _, query = request.target.partition("?")
-        route, plan_name = _route_of(path)
-        stats = self.stats[route]
-        stats.requests += 1
-        exchange.stats = stats
-        fault = self._draw_fault(route)
-        if fault is Fault.RESET:
-            await exchange.reset()
-        elif fault is Fault.HANG:
-            await exchange.hang()
-        elif fault is Fault.GARBAGE:
-            await exchange.send(200, [("Content-Type", "text/html")], _GARBAGE_BODY)
-        elif fault is Fault.HTTP_500:
-            err = lcd.LcdError(500, 13, "internal error", via_grpc=True)
-            await self._send(exchange, lcd.error_answer(err))
-        elif fault is Fault.HTTP_503:
-            err = lcd.LcdError(503, 14, "unavailable", via_grpc=True)
-            await self._send(exchange, lcd.error_answer(err))
-        else:
-            answer = self._answer(request.method, route, plan_name, query)
-            if fault is Fault.TRUNCATED:
-                await exchange.send_truncated(answer.status, self._headers(answer), answer.body)
-            elif fault is Fault.TRICKLE:
-                await exchange.send_trickle(
-                    answer.status, self._headers(answer), answer.body, _TRICKLE_INTERVAL
-                )
-            else:
-                await self._send(exchange, answer)
-
-    async def _send(self, exchange: Exchange, answer: lcd.Answer) -> None:
-        await exchange.send(answer.status, self._headers(answer), answer.body)
-
-    def _headers(self, answer: lcd.Answer) -> list[Header]:
-        headers: list[Header] = [("Content-Type", answer.content_type)]
-        if answer.via_grpc:
-            headers.append(("Grpc-Metadata-Content-Type", "application/grpc"))
-            if self.height_header is not None:
-                headers.append((self.height_header, str(self.app_height)))
-        return headers
-
-    def _answer(self, method: str, route: str, plan_name: str | None, query: str) -> lcd.Answer:
-        if method != "GET" or route == UNKNOWN:
-            return lcd.not_implemented()
-        if route == CURRENT_PLAN:
-            return lcd.Answer(200, lcd.current_plan_body(self._plan))
-        if route == APPLIED_PLAN:
-            assert plan_name is not None
-            return lcd.Answer(200, lcd.applied_plan_body(self.applied.get(plan_name, 0)))
-        if route == BLOCKS_LATEST:
-            return lcd.Answer(200, self._blocks_latest())
-        if route == SYNCING:
-            return lcd.Answer(200, lcd.encode_json({"syncing": self.syncing}))
-        if route == GOV_V1_PROPOSALS and not self.gov_v1:
-            return lcd.not_implemented()
+    def proposals_answer(self, v1beta1: bool, query: str) -> lcd.Answer:
+        """One page of a gov listing (cached: listings are asked again and again)."""
+        route = GOV_V1BETA1_PROPOSALS if v1beta1 else GOV_V1_PROPOSALS
         cache_key = (route, query, self.filtered_pagination_bug)
         cached = self._answer_cache.get(cache_key)
         if cached is None:
             try:
-                cached = lcd.Answer(200, self._proposals(route, query))
+                cached = lcd.Answer(200, self._proposals(v1beta1, query))
             except lcd.LcdError as err:
                 cached = lcd.error_answer(err)
             if len(self._answer_cache) >= _ANSWER_CACHE_SIZE:
@@ -462,26 +431,43 @@ class ChainSim:
             self._answer_cache[cache_key] = cached
         return cached
 
-    def _blocks_latest(self) -> bytes:
-        key = (self._height, self._block_time_str)
-        if self._block_cache is None or self._block_cache[:2] != key:
-            body = lcd.blocks_latest_body(self._height, self._block_time_str)
-            self._block_cache = (*key, body)
-        return self._block_cache[2]
-
-    def _proposals(self, route: str, query: str) -> bytes:
+    def _proposals(self, v1beta1: bool, query: str) -> bytes:
         parsed = lcd.parse_proposals_query(query)
         match = lcd.status_filter(parsed.status)
-        if route == GOV_V1BETA1_PROPOSALS and self._v1beta1 is not None:
-            source = self._v1beta1
-        else:
-            source = self._v1
+        source = self._v1beta1 if v1beta1 and self._v1beta1 is not None else self._v1
         entries = [(lcd.store_key(i), source[i]) for i in sorted(source)]
         page = lcd.paginate(entries, parsed.page, match, sdk050_bug=self.filtered_pagination_bug)
-        items: Iterable[dict[str, Any]] = page.items
-        if route == GOV_V1BETA1_PROPOSALS and self._v1beta1 is None:
+        items = page.items
+        if v1beta1 and self._v1beta1 is None:
             items = [lcd.v1_to_v1beta1(item) for item in page.items]
         return lcd.proposals_body(items, page)
+
+    def block_body(self, view: ChainView) -> bytes:
+        key = (view.height, view.time)
+        body = self._block_cache.get(key)
+        if body is None:
+            if len(self._block_cache) >= _BLOCK_CACHE_SIZE:
+                self._block_cache.clear()
+            body = self._block_cache[key] = lcd.blocks_latest_body(view.height, view.time)
+        return body
+
+    # --- serving -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Produce blocks and serve the first node until cancelled; `started(url)`."""
+        now = trio.current_time()
+        self._wall_epoch, self._trio_epoch = time.time(), now
+        self._last_block_at = now
+        self.height_reached_at.setdefault(self._height, now)
+        self._block_time_str = self._timestamp(now)
+        self._history.clear()
+        self._record()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.primary.run)
+            nursery.start_soon(self._produce_blocks)
+            nursery.start_soon(self._upgrade_when_halted)
+            self._nursery = nursery
+            task_status.started(self.url)
 
 
 def load_cosmoshub_proposals(fixtures_dir: Path) -> list[dict[str, Any]]:

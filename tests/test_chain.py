@@ -40,7 +40,7 @@ from gopher_updater.model import (
     RetagJob,
     UpgradeProposal,
 )
-from gopher_updater.testing import chainsim_lcd
+from gopher_updater.testing import chainsim_proposals
 from gopher_updater.testing.chainsim import ChainSim, Fault
 
 TIMEOUT = 0.5
@@ -545,7 +545,9 @@ def mock_client(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.Asy
 
 
 def page_body(ids: list[int], next_key: str | None) -> bytes:
-    items = [chainsim_lcd.make_v1_proposal(i, ProposalStatus.PASSED, None, "text") for i in ids]
+    items = [
+        chainsim_proposals.make_v1_proposal(i, ProposalStatus.PASSED, None, "text") for i in ids
+    ]
     return json.dumps({"proposals": items, "pagination": {"next_key": next_key}}).encode()
 
 
@@ -795,5 +797,5 @@ async def test_listing_that_cannot_resume_walks_in_full(nursery: trio.Nursery, c
 
 def sim_ids(sim: ChainSim, status: ProposalStatus) -> int:
     """How many proposals the sim lists with `status` (what a full walk must read)."""
-    items = sim._v1.values()
+    items = sim.gov.v1.values()
     return sum(1 for item in items if item["status"] == f"PROPOSAL_STATUS_{status.name}") or 1

@@ -27,7 +27,8 @@ from gopher_updater.testing.chainsim_http import Exchange, Header, Request, Rout
 from gopher_updater.testing.chainsim_http import serve_connection as _serve_connection
 
 if TYPE_CHECKING:
-    from gopher_updater.testing.chainsim import ChainSim, ChainView
+    from gopher_updater.testing.chainsim import ChainSim
+    from gopher_updater.testing.chainsim_chain import ChainView
 
 CURRENT_PLAN = "current_plan"
 APPLIED_PLAN = "applied_plan"
@@ -309,4 +310,4 @@ class LcdEndpoint:
             return lcd.Answer(200, lcd.encode_json({"syncing": chain.syncing}))
         if route == GOV_V1_PROPOSALS and not chain.gov_v1:
             return lcd.not_implemented()
-        return chain.proposals_answer(route == GOV_V1BETA1_PROPOSALS, query)
+        return chain.gov.answer(route == GOV_V1BETA1_PROPOSALS, query)

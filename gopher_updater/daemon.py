@@ -72,18 +72,11 @@ async def chain_client(cfg: Config) -> AsyncIterator[ChainClient]:
     The credentials never enter the URL the client (and its errors) see: config split them
     off into `cfg.rpc_auth`, and they travel only in the Authorization header.
     """
-    if cfg.rpc_auth is None:
-        async with ChainClient(cfg.rpc_url, timeout=cfg.request_timeout) as chain:
-            yield chain
-        return
-    user, password = cfg.rpc_auth
-    async with (
-        httpx.AsyncClient(
-            timeout=httpx.Timeout(cfg.request_timeout),
-            auth=httpx.BasicAuth(user, password.reveal()),
-        ) as http,
-        ChainClient(cfg.rpc_url, timeout=cfg.request_timeout, client=http) as chain,
-    ):
+    auth = None
+    if cfg.rpc_auth is not None:
+        user, password = cfg.rpc_auth
+        auth = httpx.BasicAuth(user, password.reveal())
+    async with ChainClient(cfg.rpc_url, timeout=cfg.request_timeout, auth=auth) as chain:
         yield chain
 
 

@@ -21,7 +21,7 @@ import sys
 
 import trio
 
-from gopher_updater import __version__, ops
+from gopher_updater import __version__, ops, rule
 from gopher_updater.chain import ChainClient
 from gopher_updater.config import Config
 from gopher_updater.logs import configure, get_logger
@@ -97,7 +97,8 @@ async def run(
         ChainClient(cfg.rpc_url, timeout=cfg.request_timeout) as chain,
         registry_client(cfg, metrics) as registry,
     ):
-        poller = Poller(cfg, chain, state, metrics, queue, wakeup)
+        tags = rule.TagScheme(cfg.source_prefix, cfg.target_prefix)
+        poller = Poller(cfg, chain, state, metrics, queue, wakeup, tags)
         app = ops.create_app(state, metrics, pprof_enabled=cfg.pprof_enabled)
         shutdown = trio.Event()
         async with trio.open_nursery() as root:

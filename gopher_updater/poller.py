@@ -38,6 +38,7 @@ class Poller:
     metrics: Metrics
     queue: JobQueue
     wakeup: Wakeup
+    tags: rule.TagScheme
     watch: rule.WatchState = attrs.Factory(rule.WatchState)
     proposals: list[UpgradeProposal] | None = None  # last governance read (None: not yet)
     caught_up: bool = False
@@ -86,48 +87,33 @@ class Poller:
         now = trio.current_time()
         self.metrics.poll_duration.observe(now - started)
         self._record_poll(error, now)
-        step = rule.step(
-            self.watch,
-            rule.Observation(answer, height, now),
-            source_prefix=self.cfg.source_prefix,
-            target_prefix=self.cfg.target_prefix,
-        )
-        decision = step.decision
-        if (
-            isinstance(decision, rule.Promote)
-            and decision.job.reason == "halt"
-            and not await self._still_current(decision.job.plan)
-        ):
-            return  # drop this observation; the next poll decides afresh
+        step = rule.step(self.watch, rule.Observation(answer, height, now), tags=self.tags)
         self.watch = step.state
         self._log_events(step.events)
-        await self._act(step.decision)
+        decision = step.decision
+        if isinstance(decision, rule.ConfirmHalt):
+            confirmed = rule.on_confirmed(self.watch, decision, await self._reread(decision))
+            self.watch = confirmed.state
+            self._log_events(confirmed.events)
+            decision = confirmed.decision
+        await self._act(decision)
         if answer is not None and not self.caught_up and self.proposals is not None:
             await self._catch_up(answer, self.proposals)
         self._publish(answer, height, now)
         self.first_poll.set()
 
-    async def _still_current(self, plan: Plan) -> bool:
-        """Ask current_plan once more, after blocks/latest showed H.
-
-        The poll read the plan *before* the height; reading it again *after* makes the rule
-        hold in time order: the plan is still scheduled while the block store is at H, which
-        only a halt explains. It costs one small request, once per upgrade.
-        """
+    async def _reread(self, confirm: rule.ConfirmHalt) -> PlanAnswer | None:
+        """current_plan once more, right after blocks/latest showed H (see `rule`)."""
         try:
             with trio.fail_after(self.cfg.request_timeout):
-                answer = await self.chain.current_plan()
+                return await self.chain.current_plan()
         except (ChainError, trio.TooSlowError) as exc:
             log.warning(
                 "halt seen but the plan could not be re-read; asking again next poll",
-                plan=plan.name,
+                plan=confirm.job.plan.name,
                 error=str(exc) or "timeout",
             )
-            return False
-        if answer.plan != plan:
-            log.warning("plan changed while the halt was checked; not promoting", **_plan(plan))
-            return False
-        return True
+            return None
 
     def _record_poll(self, error: str | None, now: float) -> None:
         if error is None:
@@ -185,16 +171,10 @@ class Poller:
             )
             return
         self.applied_failures = 0
-        step = rule.on_applied(
-            self.watch,
-            check,
-            applied,
-            source_prefix=self.cfg.source_prefix,
-            target_prefix=self.cfg.target_prefix,
-        )
+        step = rule.on_applied(self.watch, check, applied, tags=self.tags)
         self.watch = step.state
         self._log_events(step.events)
-        if isinstance(step.decision, rule.CheckApplied):  # pragma: no cover - rule never does
+        if isinstance(step.decision, rule.CheckApplied | rule.ConfirmHalt):  # pragma: no cover
             return
         await self._act(step.decision)
 
@@ -240,6 +220,10 @@ class Poller:
                         block_height=event.block,
                         app_height=event.app,
                     )
+            elif isinstance(event, rule.HaltUnconfirmed):
+                log.warning(
+                    "plan changed while the halt was checked; not promoting", **_plan(event.plan)
+                )
             elif isinstance(event, rule.PlanCancelled):
                 log.warning("plan cancelled: nothing to promote", **_plan(event.plan))
                 if self.state.problem and event.plan.name in self.state.problem:
@@ -269,10 +253,9 @@ class Poller:
         st.eta_seconds = rule.eta(watch, plan.height, now) if plan else None
         m.upgrade_eta.set(st.eta_seconds or 0)
         st.halted = bool(plan and height and height.block >= plan.height)
-        if plan is not None:
-            job = rule.build_job(plan, self.cfg.source_prefix, self.cfg.target_prefix, reason="")
-            if not isinstance(job, rule.InvalidPlanName):
-                st.source_tag, st.target_tag = job.source_tag, job.target_tag
+        tags = self.tags.for_plan(plan) if plan is not None else None
+        if isinstance(tags, rule.Tags):
+            st.source_tag, st.target_tag = tags.source, tags.target
 
     def source_tags(self) -> list[str]:
         """Source tags to preflight: the current plan's and the upcoming upgrades'."""
@@ -282,9 +265,9 @@ class Poller:
         for plan in plans:
             if plan is None or plan.name in self.watch.promoted:
                 continue
-            job = rule.build_job(plan, self.cfg.source_prefix, self.cfg.target_prefix, reason="")
-            if not isinstance(job, rule.InvalidPlanName) and job.source_tag not in tags:
-                tags.append(job.source_tag)
+            named = self.tags.for_plan(plan)
+            if isinstance(named, rule.Tags) and named.source not in tags:
+                tags.append(named.source)
         return tags
 
     # --- governance (its own task) --------------------------------------------------------

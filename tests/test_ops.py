@@ -14,13 +14,13 @@ import trio
 
 from gopher_updater import ops
 from gopher_updater.metrics import Metrics
-from gopher_updater.state import State
+from gopher_updater.state import Snapshot
 from gopher_updater.testing.registry import RunningRegistry
 from gopher_updater.testing.stack import daemon_env, free_port, spawn_daemon
 
 
 async def _serve(nursery: trio.Nursery, shutdown: trio.Event) -> tuple[str, int]:
-    app = ops.create_app(State(poll_interval=60), Metrics(), pprof_enabled=False)
+    app = ops.create_app(lambda: Snapshot.initial(60), Metrics(), pprof_enabled=False)
     urls = await nursery.start(ops.serve, app, "127.0.0.1", 0, shutdown)
     host, port = urls[0].removeprefix("http://").rsplit(":", 1)
     return host, int(port)

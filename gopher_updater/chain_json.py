@@ -21,7 +21,7 @@ import attrs
 import cattrs
 from cattrs.v import format_exception
 
-from gopher_updater.model import Plan, ProposalStatus, UpgradeProposal
+from gopher_updater.model import Plan, ProposalStatus, UpgradeProposal, scheduled
 
 #: Proto int64 as gogo JSONPb writes it: a decimal string. Signed.
 Int64 = NewType("Int64", int)
@@ -86,8 +86,20 @@ class PlanJSON:
 
 
 @attrs.frozen
+class ScheduledPlanJSON:
+    """`current_plan`'s plan: a negative height is malformed there (0 is "no plan")."""
+
+    name: str
+    height: UInt64
+    info: str = ""
+
+    def to_model(self) -> Plan:
+        return Plan(name=self.name, height=self.height, info=self.info)
+
+
+@attrs.frozen
 class CurrentPlanJSON:
-    plan: PlanJSON | None  # required key: `{"plan": null}` when nothing is scheduled
+    plan: ScheduledPlanJSON | None  # required key: `{"plan": null}` when nothing is scheduled
 
 
 @attrs.frozen
@@ -245,10 +257,8 @@ def structure(body: bytes, cls: type[T]) -> T:
 
 
 def current_plan(body: bytes) -> Plan | None:
+    """The plan as sent; a height of 0 is "no plan", which `model.PlanAnswer` normalises."""
     plan = structure(body, CurrentPlanJSON).plan
-    if plan is not None and plan.height <= 0:
-        # The SDK refuses to schedule such a plan; acting on it would be a guess.
-        raise MalformedJSON(f"current plan {plan.name[:80]!r} has height {plan.height} <= 0")
     return None if plan is None else plan.to_model()
 
 
@@ -308,8 +318,7 @@ def _upgrade(proposal_id: int, status: ProposalStatus, plan: PlanJSON) -> Upgrad
 def _page(
     found: list[UpgradeProposal], page: PageJSON | None, ids: tuple[int, ...]
 ) -> ProposalPage:
-    # Height <= 0 is a signal proposal (Cosmos Hub 38), not an upgrade.
-    upgrades = [u for u in found if u.plan.height > 0]
+    upgrades = [u for u in found if scheduled(u.plan) is not None]  # not signal proposals
     next_key = page.next_key if page is not None and page.next_key else None
     if next_key is not None:
         _check_next_key(next_key)

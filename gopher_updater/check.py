@@ -67,31 +67,31 @@ async def run_check(cfg: Config, out: list[str]) -> bool:
             return False
         say(OK, f"registry {registry_url}: credentials accepted with push scope")
         if plan is not None:
-            job = rule.build_job(plan, cfg.source_prefix, cfg.target_prefix, reason="check")
-            if isinstance(job, rule.InvalidPlanName):
-                say(BAD, f"plan name cannot become a tag: {job.reason}")
+            tags = rule.TagScheme(cfg.source_prefix, cfg.target_prefix).for_plan(plan)
+            if isinstance(tags, rule.InvalidPlanName):
+                say(BAD, f"plan name cannot become a tag: {tags.reason}")
                 return False
             try:
                 with trio.fail_after(3 * cfg.request_timeout):
-                    source = await registry.digest(job.source_tag)
-                    target = await registry.digest(job.target_tag)
+                    source = await registry.digest(tags.source)
+                    target = await registry.digest(tags.target)
             except (RegistryError, trio.TooSlowError) as exc:
                 say(BAD, f"registry lookup failed: {exc or 'timed out'}")
                 return False
             if source is None:
-                say(BAD, f"source image {cfg.repo_path}:{job.source_tag} is missing: push it")
+                say(BAD, f"source image {cfg.repo_path}:{tags.source} is missing: push it")
                 good = False
             else:
-                say(OK, f"source image {job.source_tag} present ({source})")
+                say(OK, f"source image {tags.source} present ({source})")
             if target is not None and target != source:
                 note = "will be replaced" if cfg.overwrite_target else "CONFLICT at the halt"
                 say(
                     BAD if not cfg.overwrite_target else INFO,
-                    f"target {job.target_tag} already holds {target} ({note})",
+                    f"target {tags.target} already holds {target} ({note})",
                 )
                 good = good and cfg.overwrite_target
             elif target is not None:
-                say(OK, f"target {job.target_tag} already at the source digest")
+                say(OK, f"target {tags.target} already at the source digest")
     return good
 
 

@@ -3,12 +3,17 @@
     trio.run(run)
     └── root nursery
         ├── ops app (Quart-Trio on Hypercorn's trio worker; graceful on `shutdown`)
+        │     reads Views.snapshot(): the four published views below, never a request
         └── task nursery (any crash ends them all; the daemon exits non-zero)
             ├── signal watcher      SIGTERM/SIGINT -> cancel the task nursery
-            ├── chain poller        current_plan (+ blocks/latest near H) -> rule -> jobs
-            ├── governance reader   upgrade proposals at start-up, then every 10 polls
-            ├── retag worker        RetagJob channel (bounded, deduplicated) -> registry
-            └── registry watch      push credentials + source-tag preflight, periodically
+            ├── chain poller        Poller: current_plan (+ blocks/latest near H) -> rule
+            │                       -> RetagJobs; publishes ChainView
+            ├── governance reader   Governance: proposals at start-up, then every 10 polls;
+            │                       publishes GovernanceView
+            ├── retag worker        RetagWorker: RetagJob channel -> registry; publishes
+            │                       PromotionsView
+            └── registry watch      RegistryWatch: push credentials + source-tag preflight;
+                                    publishes RegistryView
 
 When the task nursery ends (signal or crash), `shutdown` is set so Hypercorn closes its
 connections gracefully; the process exits 0 on a signal and 1 on a crash.
@@ -24,17 +29,19 @@ from contextlib import asynccontextmanager
 import httpx
 import trio
 
-from gopher_updater import __version__, ops
+from gopher_updater import __version__, ops, rule
 from gopher_updater.chain import ChainClient
 from gopher_updater.config import Config
+from gopher_updater.governance import Governance
 from gopher_updater.logs import configure, get_logger
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import RetagJob
 from gopher_updater.poller import Poller
+from gopher_updater.preflight import RegistryWatch, wanted_tags
 from gopher_updater.registry import RegistryClient
-from gopher_updater.state import State
+from gopher_updater.state import Views, Wakeup
 from gopher_updater.urls import redact_url
-from gopher_updater.worker import JobQueue, Wakeup, run_registry_watch, run_worker
+from gopher_updater.worker import JobQueue, RetagWorker
 
 log = get_logger("gopher_updater.daemon")
 
@@ -95,11 +102,11 @@ async def run(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the daemon until cancelled or signalled; started() with the ops URLs."""
-    state = State(poll_interval=cfg.poll_interval)
     metrics = Metrics()
+    tags = rule.TagScheme(cfg.source_prefix, cfg.target_prefix)
     send, receive = trio.open_memory_channel[RetagJob](JOB_QUEUE_SIZE)
     queue = JobQueue(send)
-    wakeup = Wakeup()
+    preflight = Wakeup()  # the registry watch's: a new plan or upcoming upgrade to check
     log.info(
         "starting",
         version=__version__,
@@ -117,8 +124,32 @@ async def run(
         chain_client(cfg) as chain,
         registry_client(cfg, metrics) as registry,
     ):
-        poller = Poller(cfg, chain, state, metrics, queue, wakeup)
-        app = ops.create_app(state, metrics, pprof_enabled=cfg.pprof_enabled)
+        governance = Governance(
+            chain,
+            preflight,
+            poll_interval=cfg.poll_interval,
+            request_timeout=cfg.request_timeout,
+        )
+        poller = Poller(
+            chain,
+            metrics,
+            queue,
+            tags,
+            governance,
+            preflight,
+            poll_interval=cfg.poll_interval,
+            request_timeout=cfg.request_timeout,
+        )
+        worker = RetagWorker(registry, metrics, queue)
+        watch = RegistryWatch(
+            registry,
+            metrics,
+            lambda: wanted_tags(poller.view, governance.view, tags),
+            interval=registry_check_interval(cfg.poll_interval),
+            wakeup=preflight,
+        )
+        views = Views(chain=poller, governance=governance, registry=watch, promotions=worker)
+        app = ops.create_app(views.snapshot, metrics, pprof_enabled=cfg.pprof_enabled)
         shutdown = trio.Event()
         async with trio.open_nursery() as root:
             urls = await root.start(ops.serve, app, cfg.http_host, cfg.http_port, shutdown)
@@ -127,22 +158,10 @@ async def run(
                 async with trio.open_nursery() as tasks:
                     if handle_signals:
                         tasks.start_soon(watch_signals, tasks.cancel_scope)
-                    tasks.start_soon(poller.run, name="chain poller")
-                    tasks.start_soon(poller.run_governance, name="governance reader")
-                    tasks.start_soon(
-                        run_worker, receive, queue, registry, state, metrics, name="retag worker"
-                    )
-                    tasks.start_soon(
-                        lambda: run_registry_watch(
-                            registry,
-                            state,
-                            metrics,
-                            poller.source_tags,
-                            interval=registry_check_interval(cfg.poll_interval),
-                            wakeup=wakeup,
-                        ),
-                        name="registry watch",
-                    )
+                    await tasks.start(poller.run, name="chain poller")
+                    await tasks.start(governance.run, poller, name="governance reader")
+                    await tasks.start(worker.run, receive, name="retag worker")
+                    await tasks.start(watch.run, name="registry watch")
                     task_status.started(urls)
             finally:
                 shutdown.set()

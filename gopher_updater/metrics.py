@@ -1,4 +1,9 @@
-"""Prometheus metrics, one registry per daemon so in-process tests don't share counters."""
+"""Prometheus metrics, one registry per daemon so in-process tests don't share counters.
+
+Each metric has one writer, the task that owns the fact: the poller the chain gauges and poll
+counters, the retag worker `retags`, the registry watch `source_tag_present`, the registry
+client (through the daemon's hook) `registry_requests`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from prometheus_client import (
 )
 
 from gopher_updater import __version__
+from gopher_updater.manifest import Outcome
 
 _NS = "gopher_updater"
 
@@ -67,14 +73,7 @@ class Metrics:
         self.build_info.info({"version": __version__})
         for result in ("ok", "error"):
             self.polls.labels(result=result)
-        for outcome in (
-            "promoted",
-            "already_promoted",
-            "would_promote",
-            "conflict",
-            "source_missing",
-            "error",
-        ):
+        for outcome in (*(o.value for o in Outcome), "error"):  # "error": no outcome at all
             self.retags.labels(outcome=outcome)
 
     def render(self) -> bytes:

@@ -1,7 +1,8 @@
-"""Values shared by the chain watcher, the promotion rule, the registry client and the daemon.
+"""Values shared by the chain client, the promotion rule, the registry client and the tasks.
 
 They are frozen attrs classes so they can be compared, hashed (deduplicating retag jobs) and
-passed between tasks without anyone mutating them behind another task's back.
+passed between tasks without anyone mutating them behind another task's back. Decoding
+normalises here too: "height <= 0 means no plan" is said once, in `scheduled`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ class Plan:
     info: str = ""
 
 
+def scheduled(plan: Plan | None) -> Plan | None:
+    """`plan` when it schedules an upgrade, else None: a height <= 0 means no plan.
+
+    The SDK refuses to schedule such a plan, and a proposal carrying one is a signal proposal
+    (Cosmos Hub 38), not an upgrade. This is the only place that says so: `PlanAnswer` and
+    the proposal decoder both go through it, so nothing downstream checks heights again.
+    """
+    return plan if plan is not None and plan.height > 0 else None
+
+
 @attrs.frozen
 class Height:
     """One observation of `blocks/latest`.
@@ -84,6 +95,14 @@ class UpgradeProposal:
     plan: Plan
 
 
+class RetagReason(enum.StrEnum):
+    """Why a retag is due; for logs and `/status`, never for deciding anything."""
+
+    HALT = "halt"  # the halt was seen and confirmed (the time-critical path)
+    APPLIED = "applied"  # the plan vanished and applied_plan says the chain applied it
+    CATCH_UP = "catch-up"  # at start-up: the newest passed upgrade was applied meanwhile
+
+
 @attrs.frozen
 class RetagJob:
     """Promote `source_tag` to `target_tag` for `plan`. Hashable: the daemon dedupes on it."""
@@ -91,17 +110,20 @@ class RetagJob:
     plan: Plan
     source_tag: str
     target_tag: str
-    reason: str = attrs.field(default="halt", eq=False)
+    reason: RetagReason = attrs.field(default=RetagReason.HALT, eq=False)
 
 
 @attrs.frozen
 class PlanAnswer:
     """One `current_plan` answer: the plan (None = nothing scheduled) and the app height.
 
+    A plan with a height <= 0 becomes None on construction (`scheduled`), so every reader of
+    an answer sees "no plan" one way only.
+
     `app_height` comes from the `X-Cosmos-Block-Height` response header (None when the node
     does not send it). It lets an idle poll learn the chain height without `blocks/latest`,
     but it is NOT evidence of a halt: at the halt the app stays at H-1.
     """
 
-    plan: Plan | None
+    plan: Plan | None = attrs.field(converter=scheduled)
     app_height: int | None = None

@@ -1,7 +1,8 @@
 """The ops app: health, readiness, metrics, status and pprof, served by Hypercorn's trio worker.
 
-Every handler reads cached state (`State`, `Metrics`); none causes a chain or registry
-request, so a burst of probes costs the outside world nothing.
+Every handler reads what the tasks published (a `state.Snapshot` of their frozen views, and
+`Metrics`); none causes a chain or registry request, so a burst of probes costs the outside
+world nothing. `/readyz` and `/status` are assembled by `state.readiness` / `state.status`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Response
 from quart_trio import QuartTrio
 
+from gopher_updater import state
 from gopher_updater.metrics import Metrics
-from gopher_updater.state import State
 
 E = TypeVar("E", bound=BaseException)
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-def create_app(state: State, metrics: Metrics, *, pprof_enabled: bool) -> QuartTrio:
+def create_app(
+    snapshot: Callable[[], state.Snapshot], metrics: Metrics, *, pprof_enabled: bool
+) -> QuartTrio:
     app = QuartTrio("gopher_updater")
     app.config["JSON_SORT_KEYS"] = False
 
@@ -34,7 +37,7 @@ def create_app(state: State, metrics: Metrics, *, pprof_enabled: bool) -> QuartT
 
     @app.get("/readyz")
     async def readyz() -> tuple[dict[str, Any], int]:
-        ready, body = state.readiness(trio.current_time())
+        ready, body = state.readiness(snapshot(), trio.current_time())
         return body, 200 if ready else 503
 
     @app.get("/metrics")
@@ -43,7 +46,7 @@ def create_app(state: State, metrics: Metrics, *, pprof_enabled: bool) -> QuartT
 
     @app.get("/status")
     async def status() -> dict[str, Any]:
-        return state.status()
+        return state.status(snapshot())
 
     if pprof_enabled:
         from gopher_updater.pprof import pprof

@@ -1,23 +1,32 @@
 """The promotion rule, as pure functions over frozen values (no I/O, no clock, no logging).
 
-The rule (cosmos-lcd reference §4): promote plan P at height H only when ONE observation shows
-`current_plan` still holding P *and* `blocks/latest` at a block height >= H. At the halt the
-block store holds H while the app (and the height header) stays at H-1, so the header is never
-evidence; neither is an unreachable LCD, which is normal near H (pods crash-loop) and says
-nothing about the height.
+The rule (cosmos-lcd reference §4): promote plan P at height H only when `current_plan` holds
+P, then `blocks/latest` shows a block height >= H, and then `current_plan` STILL holds P. At
+the halt the block store holds H while the app (and the height header) stays at H-1, so the
+header is never evidence; neither is an unreachable LCD, which is normal near H (pods
+crash-loop) and says nothing about the height. The second read of `current_plan` makes the
+rule hold in time order: the plan is still scheduled *after* the block store reached H, which
+only a halt explains (a plan cancelled between the first read and the height read is caught).
 
-How the daemon drives it, once per poll:
+The whole protocol, as the poller drives it once per poll:
 
     answer = await chain.current_plan()              # (ChainError -> Observation(None, ...))
     height = await chain.latest_height() if needs_latest_block(state, answer) else None
-    result = step(state, Observation(answer, height, trio.current_time()), source_prefix=...,
-                  target_prefix=...)
-    state = result.state; log result.events; act on result.decision:
+    result = step(state, Observation(answer, height, trio.current_time()), tags=scheme)
+    state = result.state; log result.events; publish result.view; act on result.decision:
+      ConfirmHalt(job)  -> again = await chain.current_plan()   (None if that fails)
+                           result = on_confirmed(state, decision, again)  -> Promote or Wait
       Promote(job)      -> retag (retrying until done; the rule never emits it twice)
-      CheckApplied(p)   -> h = await chain.applied_height(p.name);
-                           result = on_applied(state, decision, h, ...)  (same prefixes)
+      CheckApplied(p)   -> h = await chain.applied_height(p.name)
+                           result = on_applied(state, decision, h, tags=scheme) -> Promote,
+                           Cancelled, InvalidPlanName or Wait
       InvalidPlanName   -> report (status, metric); never retag
       Wait / Cancelled  -> nothing; `suggested_delay` picks the next poll
+
+The confirmation comes right after the halt observation, in the same poll: it costs one small
+request once per upgrade and no latency. A failed or different re-read is a `Wait`: nothing
+is marked promoted, the rest of that poll's `Step` (its state, events and view) still holds,
+and the next poll that sees the halt asks again.
 
 Start-up catch-up: if `catch_up(state, answer, newest_passed)` returns a CheckApplied, do the
 same applied_plan round trip; a plan applied while the daemon was down is then promoted (the
@@ -26,6 +35,9 @@ registry step later skips it when the target already points at the source digest
 A plan that vanishes (cancelled, replaced, or applied while we were not looking) is queued in
 `WatchState.pending` and `CheckApplied` is repeated every poll until `on_applied` resolves it,
 so a failed applied_plan request loses nothing.
+
+Tags are built from a plan name in one place, `TagScheme.for_plan`; a name that cannot become
+a tag is reported, never sanitised.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
+from typing import Literal
 
 import attrs
 
@@ -42,8 +55,10 @@ from gopher_updater.model import (
     PlanAnswer,
     ProposalStatus,
     RetagJob,
+    RetagReason,
     UpgradeProposal,
     is_valid_tag,
+    scheduled,
 )
 
 #: Height change points kept for the block-time estimate.
@@ -68,16 +83,71 @@ class Observation:
 
 
 @attrs.frozen
+class Tags:
+    source: str
+    target: str
+
+
+@attrs.frozen
 class WatchState:
     plan: Plan | None = None  # the current plan as last seen
     promoted: frozenset[str] = frozenset()  # plan names already promoted: at most once each
     pending: tuple[Plan, ...] = ()  # vanished plans whose applied_plan is still to be asked
     #: (at, height) each time a higher chain height was first seen, oldest first.
     changes: tuple[tuple[float, int], ...] = ()
+    #: The latest observation as far as the view needs it: when it was made, the block
+    #: height it read from blocks/latest (None: not asked or failed) and the last app height
+    #: any answer carried.
+    at: float | None = None
+    block: int | None = None
+    app_height: int | None = None
+    tags: Tags | None = None  # the current plan's tags; None without one or if invalid
 
     @property
     def height(self) -> int | None:
         return self.changes[-1][1] if self.changes else None
+
+
+@attrs.frozen
+class TagScheme:
+    """How a plan name becomes the source and target tags; built once from the config.
+
+    Either prefix may be empty (bare `v1.2.3` source tags). The only place tags are built.
+    """
+
+    source_prefix: str
+    target_prefix: str
+
+    def for_plan(self, plan: Plan) -> Tags | InvalidPlanName:
+        """The tags for `plan`, or why its name cannot become a tag (never sanitised)."""
+        if not plan.name:  # the SDK refuses empty names; "release-" alone is not this plan
+            return InvalidPlanName(plan, "empty plan name")
+        tags = Tags(self.source_prefix + plan.name, self.target_prefix + plan.name)
+        for tag in (tags.source, tags.target):
+            if not is_valid_tag(tag):
+                shown = tag if len(tag) <= 80 else tag[:77] + "..."
+                return InvalidPlanName(plan, f"{shown!r} is not a valid image tag")
+        return tags
+
+
+@attrs.frozen
+class WatchView:
+    """What the watch knows after a poll, as the rule computed it (see `view`).
+
+    The poller publishes it unchanged; nothing outside the rule re-derives these facts.
+    `eta` and `blocks_left` refer to the current plan; `tags` is None without a plan or when
+    its name cannot become a tag; `halted` = the latest observation read a block >= H.
+    """
+
+    plan: Plan | None = None
+    tags: Tags | None = None
+    height: int | None = None
+    app_height: int | None = None
+    block_time: float | None = None
+    eta: float | None = None
+    blocks_left: int | None = None
+    halted: bool = False
+    promoted: frozenset[str] = frozenset()
 
 
 # --- decisions ----------------------------------------------------------------------------
@@ -97,11 +167,19 @@ class Promote:
 
 
 @attrs.frozen
+class ConfirmHalt:
+    """The halt was seen: read `current_plan` once more, then call `on_confirmed`."""
+
+    job: RetagJob
+
+
+@attrs.frozen
 class CheckApplied:
     """Ask `applied_plan/{plan.name}`, then call `on_applied` with the answer."""
 
     plan: Plan
-    reason: str = "gone"  # "gone" (vanished while watched) or "catch-up" (start-up)
+    #: "gone" (vanished while watched) or "catch-up" (start-up)
+    reason: Literal["gone", "catch-up"] = "gone"
 
 
 @attrs.frozen
@@ -115,7 +193,7 @@ class Cancelled:
     plan: Plan
 
 
-Decision = Wait | Promote | CheckApplied | InvalidPlanName | Cancelled
+Decision = Wait | Promote | ConfirmHalt | CheckApplied | InvalidPlanName | Cancelled
 
 
 # --- events (for logs; they never drive anything) -----------------------------------------
@@ -147,6 +225,14 @@ class HaltDetected:
 
 
 @attrs.frozen
+class HaltUnconfirmed:
+    """The re-read after the halt showed another plan (or none): not promoted."""
+
+    plan: Plan
+    current: Plan | None
+
+
+@attrs.frozen
 class PlanCancelled:
     plan: Plan
 
@@ -167,6 +253,7 @@ Event = (
     | PlanRescheduled
     | PlanGone
     | HaltDetected
+    | HaltUnconfirmed
     | PlanCancelled
     | PlanAppliedElsewhere
     | ChainUnavailable
@@ -179,27 +266,32 @@ class Step:
     decision: Decision
     events: tuple[Event, ...] = ()
 
+    @property
+    def view(self) -> WatchView:
+        return view(self.state)
+
 
 # --- the rule -----------------------------------------------------------------------------
 
 
-def step(state: WatchState, obs: Observation, *, source_prefix: str, target_prefix: str) -> Step:
+def step(state: WatchState, obs: Observation, *, tags: TagScheme) -> Step:
     """Advance the watch by one observation and say what to do now."""
-    state = _record_height(state, obs)
+    state = _observe(state, obs)
     if obs.plan is None:
-        wait = _wait(state, state.plan, obs.at, "chain unavailable")
+        wait = _wait(state, state.plan, "chain unavailable")
         return Step(state, wait, (ChainUnavailable(),))
 
-    current = obs.plan.plan if obs.plan.plan is not None and obs.plan.plan.height > 0 else None
+    current = obs.plan.plan
     state, events = _track(state, current)
+    named = None if current is None else tags.for_plan(current)
+    state = attrs.evolve(state, tags=named if isinstance(named, Tags) else None)
 
     halt = _halt_evidence(state, obs)
     if halt is not None:
         events.append(halt)
-        built = build_job(halt.plan, source_prefix, target_prefix, reason="halt")
-        if isinstance(built, RetagJob):  # first: the halt is the time-critical moment
-            state = attrs.evolve(state, promoted=state.promoted | {halt.plan.name})
-            return Step(state, Promote(built), tuple(events))
+        if isinstance(named, Tags):  # first: the halt is the time-critical moment
+            job = RetagJob(halt.plan, named.source, named.target, RetagReason.HALT)
+            return Step(state, ConfirmHalt(job), tuple(events))
 
     if state.pending:
         return Step(state, CheckApplied(state.pending[0]), tuple(events))
@@ -207,19 +299,34 @@ def step(state: WatchState, obs: Observation, *, source_prefix: str, target_pref
         return Step(state, Wait("no plan"), tuple(events))
     if current.name in state.promoted:
         return Step(state, Wait("promoted; waiting for the upgrade", current), tuple(events))
-    built = build_job(current, source_prefix, target_prefix, reason="halt")
-    if isinstance(built, InvalidPlanName):
-        return Step(state, built, tuple(events))
-    return Step(state, _wait(state, current, obs.at, "plan scheduled"), tuple(events))
+    if isinstance(named, InvalidPlanName):
+        return Step(state, named, tuple(events))
+    return Step(state, _wait(state, current, "plan scheduled"), tuple(events))
+
+
+def on_confirmed(state: WatchState, confirm: ConfirmHalt, answer: PlanAnswer | None) -> Step:
+    """Turn the re-read of `current_plan` after the halt into Promote or Wait.
+
+    `answer` None = the re-read failed: nothing is promoted and the next poll that sees the
+    halt asks again. A different plan (or none) means the plan was cancelled, replaced or
+    applied between the reads: not promoted here; the next poll's `step` sees the change
+    and `on_applied` settles it. Only the very same plan promotes, and marks it promoted.
+    """
+    plan = confirm.job.plan
+    if plan.name in state.promoted:
+        return Step(state, Wait("already promoted", plan))
+    if answer is None:
+        wait = _wait(state, plan, "halt seen; re-reading the plan failed")
+        return Step(state, wait, (ChainUnavailable(),))
+    if answer.plan != plan:
+        wait = _wait(state, plan, "plan changed while the halt was confirmed")
+        return Step(state, wait, (HaltUnconfirmed(plan, answer.plan),))
+    state = attrs.evolve(state, promoted=state.promoted | {plan.name})
+    return Step(state, Promote(confirm.job))
 
 
 def on_applied(
-    state: WatchState,
-    check: CheckApplied,
-    applied_height: int,
-    *,
-    source_prefix: str,
-    target_prefix: str,
+    state: WatchState, check: CheckApplied, applied_height: int, *, tags: TagScheme
 ) -> Step:
     """Turn the `applied_plan` answer for `check.plan` into Promote or Cancelled.
 
@@ -234,12 +341,12 @@ def on_applied(
         return Step(state, Cancelled(plan), (PlanCancelled(plan),))
     applied = attrs.evolve(plan, height=applied_height)
     events: tuple[Event, ...] = (PlanAppliedElsewhere(plan, applied_height),)
-    reason = "catch-up" if check.reason == "catch-up" else "applied"
-    built = build_job(applied, source_prefix, target_prefix, reason=reason)
-    if isinstance(built, InvalidPlanName):
-        return Step(state, built, events)
+    reason = RetagReason.CATCH_UP if check.reason == "catch-up" else RetagReason.APPLIED
+    named = tags.for_plan(applied)
+    if isinstance(named, InvalidPlanName):
+        return Step(state, named, events)
     state = attrs.evolve(state, promoted=state.promoted | {plan.name})
-    return Step(state, Promote(built), events)
+    return Step(state, Promote(RetagJob(applied, named.source, named.target, reason)), events)
 
 
 def catch_up(
@@ -249,7 +356,9 @@ def catch_up(
     away: ask applied_plan about it (only the newest one; older upgrades are history)."""
     if answer.plan is not None:
         return None
-    passed = [p for p in proposals if p.status == ProposalStatus.PASSED and p.plan.height > 0]
+    passed = [
+        p for p in proposals if p.status == ProposalStatus.PASSED and scheduled(p.plan) is not None
+    ]
     if not passed:
         return None
     newest = max(passed, key=lambda p: p.id)
@@ -258,21 +367,27 @@ def catch_up(
     return CheckApplied(newest.plan, reason="catch-up")
 
 
-def build_job(
-    plan: Plan, source_prefix: str, target_prefix: str, *, reason: str
-) -> RetagJob | InvalidPlanName:
-    """The retag job for `plan`, or why its name cannot become a tag (never sanitised)."""
-    if not plan.name:  # the SDK refuses empty names; "release-" alone is not this plan
-        return InvalidPlanName(plan, "empty plan name")
-    for tag in (source_prefix + plan.name, target_prefix + plan.name):
-        if not is_valid_tag(tag):
-            shown = tag if len(tag) <= 80 else tag[:77] + "..."
-            return InvalidPlanName(plan, f"{shown!r} is not a valid image tag")
-    return RetagJob(
+def view(state: WatchState) -> WatchView:
+    """The watch as the published chain view shows it (see `WatchView`)."""
+    plan = state.plan
+    if plan is None:
+        return WatchView(
+            height=state.height,
+            app_height=state.app_height,
+            block_time=block_time(state.changes),
+            promoted=state.promoted,
+        )
+    left, remaining = _countdown(state, plan)
+    return WatchView(
         plan=plan,
-        source_tag=source_prefix + plan.name,
-        target_tag=target_prefix + plan.name,
-        reason=reason,
+        tags=state.tags,
+        height=state.height,
+        app_height=state.app_height,
+        block_time=block_time(state.changes),
+        eta=remaining,
+        blocks_left=left,
+        halted=state.block is not None and state.block >= plan.height,
+        promoted=state.promoted,
     )
 
 
@@ -285,7 +400,7 @@ def needs_latest_block(
     of H (at the halt the header says H-1), or the node sends no height header at all.
     """
     plan = answer.plan
-    if plan is None or plan.height <= 0 or plan.name in state.promoted:
+    if plan is None or plan.name in state.promoted:
         return False
     return answer.app_height is None or answer.app_height >= plan.height - near_blocks
 
@@ -398,9 +513,15 @@ def _halt_evidence(state: WatchState, obs: Observation) -> HaltDetected | None:
     return HaltDetected(plan, block=obs.height.block, app=app)
 
 
-def _record_height(state: WatchState, obs: Observation) -> WatchState:
-    if obs.height is not None:
-        seen: int | None = obs.height.block
+def _observe(state: WatchState, obs: Observation) -> WatchState:
+    """Record what the view reports of `obs`, and a height change point for the block time."""
+    block = None if obs.height is None else obs.height.block
+    app = state.app_height
+    if obs.plan is not None:  # an outage keeps the last app height known
+        app = obs.height.app if obs.height and obs.height.app is not None else obs.plan.app_height
+    state = attrs.evolve(state, at=obs.at, block=block, app_height=app)
+    if block is not None:
+        seen: int | None = block
     elif obs.plan is not None:
         seen = obs.plan.app_height
     else:
@@ -411,9 +532,15 @@ def _record_height(state: WatchState, obs: Observation) -> WatchState:
     return attrs.evolve(state, changes=(*state.changes, (obs.at, seen))[-MAX_SAMPLES:])
 
 
-def _wait(state: WatchState, plan: Plan | None, now: float, reason: str) -> Wait:
+def _wait(state: WatchState, plan: Plan | None, reason: str) -> Wait:
     if plan is None:
         return Wait(reason)
+    left, remaining = _countdown(state, plan)
+    return Wait(reason, plan, blocks_left=left, eta=remaining)
+
+
+def _countdown(state: WatchState, plan: Plan) -> tuple[int | None, float | None]:
+    """(blocks left, ETA in seconds) until `plan`'s height, as of the latest observation."""
     seen = state.height
     left = None if seen is None else max(0, plan.height - seen)
-    return Wait(reason, plan, blocks_left=left, eta=eta(state, plan.height, now))
+    return left, None if state.at is None else eta(state, plan.height, state.at)

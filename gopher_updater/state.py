@@ -1,21 +1,118 @@
-"""What the daemon knows right now, shared by its tasks and read by the ops endpoints.
+"""What each task publishes, and how `/status` and `/readyz` assemble it.
 
-Only the poller and the retag worker write it (all in one trio thread, so no locks); the ops
-app only reads it. That is what makes a readiness probe free: it reports cached state and
-never causes a chain or registry request itself.
+One owner per fact. Each task keeps its own record, changes it only from its own code, and
+publishes it as a frozen view; nobody else writes it (the model is a trio channel's
+`statistics()`: the owner mutates privately, readers get a value):
+
+    task              object          publishes        owns
+    chain poller      Poller          ChainView        the rule's watch, poll health, invalid names
+    governance reader Governance      GovernanceView   proposals, upcoming upgrades
+    registry watch    RegistryWatch   RegistryView     push credentials, source-tag preflight
+    retag worker      RetagWorker     PromotionsView   last promotion, promotion problems
+
+`Views.snapshot()` reads the four views at one instant; `readiness` and `status` are pure
+functions of that `Snapshot`. That is what makes a probe free: it reports published values
+and never causes a chain or registry request itself. Standing problems are `Problems` kept by
+each owner and keyed by what they are about (a plan name), so no writer can clear another's.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Collection, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
+import trio
 
-from gopher_updater.model import Plan, UpgradeProposal
+from gopher_updater.manifest import Outcome
+from gopher_updater.model import Plan, RetagReason, UpgradeProposal
+from gopher_updater.rule import WatchView
+
+V_co = TypeVar("V_co", covariant=True)
 
 
-@attrs.define
+class Publishes(Protocol[V_co]):
+    """A task object that publishes a frozen view of what it owns."""
+
+    @property
+    def view(self) -> V_co: ...
+
+
+@attrs.frozen
+class Problems:
+    """One owner's standing problems, keyed by what they are about (e.g. a plan name).
+
+    For humans (`/status`, `/readyz`'s body); reported, never acted on.
+    """
+
+    items: tuple[tuple[str, str], ...] = ()
+
+    def report(self, about: str, text: str) -> Problems:
+        return Problems((*((k, v) for k, v in self.items if k != about), (about, text)))
+
+    def clear(self, *about: str) -> Problems:
+        return Problems(tuple((k, v) for k, v in self.items if k not in about))
+
+    def only(self, keep: Collection[str]) -> Problems:
+        return Problems(tuple((k, v) for k, v in self.items if k in keep))
+
+    @property
+    def summary(self) -> str | None:
+        return "; ".join(text for _, text in self.items) or None
+
+
+# --- the published views ------------------------------------------------------------------
+
+
+@attrs.frozen
+class ChainView:
+    """Published by the poller after every poll. `watch` is the rule's own `WatchView`."""
+
+    #: Consecutive failed polls after which the chain counts as down even inside the window:
+    #: one reset is noise, three in a row is an outage.
+    MAX_POLL_FAILURES: ClassVar[int] = 3
+
+    fresh_within: float  # a poll older than this makes the daemon unready
+    watch: WatchView = attrs.Factory(WatchView)
+    last_poll_ok: float | None = None  # trio.current_time() of the last good poll
+    last_poll_ok_unix: float | None = None
+    last_error: str | None = None
+    poll_failures: int = 0  # consecutive failed polls
+    problems: Problems = attrs.Factory(Problems)  # invalid plan names, keyed by plan name
+
+    @staticmethod
+    def fresh_window(poll_interval: float) -> float:
+        return max(3 * poll_interval, 30.0)
+
+    def health(self, now: float) -> tuple[bool, str | None]:
+        """(ok, why not): polled successfully within the window, and not failing repeatedly."""
+        ok = (
+            self.last_poll_ok is not None
+            and now - self.last_poll_ok <= self.fresh_within
+            and self.poll_failures < self.MAX_POLL_FAILURES
+        )
+        error = self.last_error
+        if not ok and error is None:
+            error = (
+                "no successful poll yet"
+                if self.last_poll_ok is None
+                else f"no successful poll for {now - self.last_poll_ok:.0f}s"
+            )
+        return ok, error
+
+
+@attrs.frozen
+class GovernanceView:
+    """Published by the governance reader after every listing."""
+
+    proposals: tuple[UpgradeProposal, ...] | None = None  # last listing (None: none yet)
+    upcoming: tuple[UpgradeProposal, ...] = ()  # voting or passed, above the chain height
+    last_error: str | None = None
+
+
+@attrs.frozen
 class Preflight:
     """Does the source tag for a plan exist yet? Checked ahead of the height, by HEAD."""
 
@@ -26,104 +123,192 @@ class Preflight:
     error: str | None = None
 
 
-@attrs.define
-class State:
-    poll_interval: float
-    started_at: float = attrs.Factory(time.time)
-    # chain
-    chain_height: int | None = None
-    app_height: int | None = None
-    block_time: float | None = None
-    plan: Plan | None = None
-    eta_seconds: float | None = None
-    halted: bool = False
-    upcoming: list[UpgradeProposal] = attrs.Factory(list)
-    last_poll_ok: float | None = None  # trio.current_time() of the last good poll
-    last_poll_ok_unix: float | None = None
-    last_poll_error: str | None = None
-    poll_failures: int = 0  # consecutive failed polls
-    # registry
-    registry_ok: bool | None = None
-    registry_checked_unix: float | None = None
-    registry_error: str | None = None
-    preflight: dict[str, Preflight] = attrs.Factory(dict)
-    # promotion
-    source_tag: str | None = None
-    target_tag: str | None = None
-    last_promotion: dict[str, Any] | None = None
-    problem: str | None = None  # conflict / invalid plan name / source missing, for humans
+def _read_only(entries: Mapping[str, Preflight]) -> Mapping[str, Preflight]:
+    return MappingProxyType(dict(entries))
 
-    @property
-    def chain_fresh_within(self) -> float:
-        return max(3 * self.poll_interval, 30.0)
 
-    #: Consecutive failed polls after which the chain counts as down even inside the window:
-    #: one reset is noise, three in a row is an outage.
-    MAX_POLL_FAILURES = 3
+@attrs.frozen
+class RegistryView:
+    """Published by the registry watch after every credential check and preflight HEAD."""
 
-    def readiness(self, now: float) -> tuple[bool, dict[str, Any]]:
-        """(ready, body): chain polled recently AND registry reachable with valid credentials."""
-        chain_ok = (
-            self.last_poll_ok is not None
-            and now - self.last_poll_ok <= self.chain_fresh_within
-            and self.poll_failures < self.MAX_POLL_FAILURES
-        )
-        chain_error = self.last_poll_error
-        if not chain_ok and chain_error is None:
-            chain_error = (
-                "no successful poll yet"
-                if self.last_poll_ok is None
-                else f"no successful poll for {now - self.last_poll_ok:.0f}s"
-            )
-        registry_ok = self.registry_ok is True
-        registry_error = self.registry_error
-        if self.registry_ok is None:
-            registry_error = "credentials not checked yet"
-        body: dict[str, Any] = {
-            "status": "ready" if chain_ok and registry_ok else "not ready",
-            "checks": {
-                "chain": {"ok": chain_ok, "last_error": chain_error},
-                "registry": {"ok": registry_ok, "last_error": registry_error},
-            },
-        }
-        if self.problem is not None:
-            # Reported, not fatal: an unready pod would block our own rollouts without
-            # fixing a conflict that only the operator can resolve.
-            body["problem"] = self.problem
-        return chain_ok and registry_ok, body
+    ok: bool | None = None  # push credentials accepted at the last check (None: not yet)
+    error: str | None = None
+    checked_unix: float | None = None
+    preflight: Mapping[str, Preflight] = attrs.field(factory=dict, converter=_read_only)
 
-    def status(self) -> dict[str, Any]:
-        plan = self.plan
+
+@attrs.frozen
+class Promotion:
+    """How a retag job ended (or, source missing or failing, how it stands)."""
+
+    plan: Plan
+    reason: RetagReason
+    outcome: Outcome
+    source_tag: str
+    target_tag: str
+    source_digest: str | None
+    previous_target_digest: str | None
+    dry_run: bool
+    at_unix: float = attrs.field(factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
         return {
-            "chain": {
-                "height": self.chain_height,
-                "app_height": self.app_height,
-                "block_time_seconds": self.block_time,
-                "halted_for_upgrade": self.halted,
-                "last_successful_poll_unix": self.last_poll_ok_unix,
-                "last_error": self.last_poll_error,
-            },
-            "plan": None
-            if plan is None
-            else {"name": plan.name, "height": plan.height, "info": plan.info[:500]},
-            "eta_seconds": self.eta_seconds,
+            "outcome": self.outcome.value,
             "source_tag": self.source_tag,
             "target_tag": self.target_tag,
-            "preflight": {tag: attrs.asdict(p) for tag, p in self.preflight.items()},
-            "upcoming": [
-                {
-                    "proposal": u.id,
-                    "status": u.status.name,
-                    "name": u.plan.name,
-                    "height": u.plan.height,
-                }
-                for u in self.upcoming
-            ],
-            "registry": {
-                "ok": self.registry_ok,
-                "checked_unix": self.registry_checked_unix,
-                "last_error": self.registry_error,
-            },
-            "last_promotion": self.last_promotion,
-            "problem": self.problem,
+            "source_digest": self.source_digest,
+            "previous_target_digest": self.previous_target_digest,
+            "dry_run": self.dry_run,
+            "at_unix": self.at_unix,
+            "plan": self.plan.name[:200],
+            "height": self.plan.height,
+            "reason": self.reason.value,
         }
+
+
+@attrs.frozen
+class PromotionsView:
+    """Published by the retag worker whenever a job's outcome or problem changes."""
+
+    last: Promotion | None = None  # the last settled promotion (or conflict)
+    problems: Problems = attrs.Factory(Problems)  # conflict, source missing, failing: by plan
+
+    @property
+    def last_promotion(self) -> dict[str, Any] | None:
+        return None if self.last is None else self.last.to_json()
+
+    @property
+    def problem(self) -> str | None:
+        return self.problems.summary
+
+
+# --- assembly for the ops endpoints -------------------------------------------------------
+
+
+@attrs.frozen
+class Snapshot:
+    chain: ChainView
+    governance: GovernanceView
+    registry: RegistryView
+    promotions: PromotionsView
+
+    @classmethod
+    def initial(cls, poll_interval: float) -> Snapshot:
+        """What the daemon shows before any task has published (and in tests)."""
+        fresh = ChainView.fresh_window(poll_interval)
+        return cls(ChainView(fresh), GovernanceView(), RegistryView(), PromotionsView())
+
+    @property
+    def problems(self) -> list[tuple[str, str, str]]:
+        """(reported by, about, text) for every standing problem."""
+        owners = (("chain", self.chain.problems), ("promotions", self.promotions.problems))
+        return [(owner, about, text) for owner, found in owners for about, text in found.items]
+
+    @property
+    def problem(self) -> str | None:
+        return "; ".join(text for _, _, text in self.problems) or None
+
+    @property
+    def upcoming(self) -> list[UpgradeProposal]:
+        """Upcoming upgrades above the chain's height now: one that has passed is history."""
+        height = self.chain.watch.height
+        return [u for u in self.governance.upcoming if height is None or u.plan.height > height]
+
+
+@attrs.frozen
+class Views:
+    """The four publishers, read together by the ops endpoints."""
+
+    chain: Publishes[ChainView]
+    governance: Publishes[GovernanceView]
+    registry: Publishes[RegistryView]
+    promotions: Publishes[PromotionsView]
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            self.chain.view, self.governance.view, self.registry.view, self.promotions.view
+        )
+
+
+def readiness(snap: Snapshot, now: float) -> tuple[bool, dict[str, Any]]:
+    """(ready, body): chain polled recently AND registry reachable with valid credentials."""
+    chain_ok, chain_error = snap.chain.health(now)
+    registry = snap.registry
+    registry_ok = registry.ok is True
+    registry_error = "credentials not checked yet" if registry.ok is None else registry.error
+    body: dict[str, Any] = {
+        "status": "ready" if chain_ok and registry_ok else "not ready",
+        "checks": {
+            "chain": {"ok": chain_ok, "last_error": chain_error},
+            "registry": {"ok": registry_ok, "last_error": registry_error},
+        },
+    }
+    if snap.problem is not None:
+        # Reported, not fatal: an unready pod would block our own rollouts without fixing a
+        # conflict that only the operator can resolve.
+        body["problem"] = snap.problem
+    return chain_ok and registry_ok, body
+
+
+def status(snap: Snapshot) -> dict[str, Any]:
+    chain, watch, registry = snap.chain, snap.chain.watch, snap.registry
+    plan = watch.plan
+    return {
+        "chain": {
+            "height": watch.height,
+            "app_height": watch.app_height,
+            "block_time_seconds": watch.block_time,
+            "halted_for_upgrade": watch.halted,
+            "last_successful_poll_unix": chain.last_poll_ok_unix,
+            "last_error": chain.last_error,
+        },
+        "plan": None
+        if plan is None
+        else {"name": plan.name, "height": plan.height, "info": plan.info[:500]},
+        "eta_seconds": watch.eta,
+        "blocks_left": watch.blocks_left,
+        "source_tag": None if watch.tags is None else watch.tags.source,
+        "target_tag": None if watch.tags is None else watch.tags.target,
+        "preflight": {tag: attrs.asdict(p) for tag, p in registry.preflight.items()},
+        "upcoming": [
+            {
+                "proposal": u.id,
+                "status": u.status.name,
+                "name": u.plan.name,
+                "height": u.plan.height,
+            }
+            for u in snap.upcoming
+        ],
+        "registry": {
+            "ok": registry.ok,
+            "checked_unix": registry.checked_unix,
+            "last_error": registry.error,
+        },
+        "last_promotion": snap.promotions.last_promotion,
+        "problem": snap.problem,
+        "problems": [
+            {"reported_by": owner, "about": about[:80], "text": text}
+            for owner, about, text in snap.problems
+        ],
+    }
+
+
+class Wakeup:
+    """A re-armable wake-up: one task pokes it to cut another's sleep short.
+
+    The poller and the governance reader poke the registry watch's (a new plan or proposal
+    to preflight); the governance reader pokes the poller's (start-up catch-up can run).
+    A signal, not state: it carries nothing and is never read by the ops endpoints.
+    """
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def poke(self) -> None:
+        self._event.set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if poked meanwhile."""
+        with trio.move_on_after(seconds):
+            await self._event.wait()
+        self._event = trio.Event()

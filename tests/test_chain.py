@@ -107,6 +107,9 @@ async def test_latest_height(chain: ChainSim) -> None:
     assert height.time is not None and height.time.endswith("Z")
 
 
+TAGS = rule.TagScheme("release-", "prod-")
+
+
 async def test_halt_shape_is_recognised_and_promoted(chain: ChainSim) -> None:
     """Block store at H, app (header) at H-1, plan still current: the rule fires then only."""
     plan = Plan("v18", chain.height + 5)
@@ -118,7 +121,10 @@ async def test_halt_shape_is_recognised_and_promoted(chain: ChainSim) -> None:
             answer = await client.current_plan()
             height = await client.latest_height()
             obs = rule.Observation(answer, height, trio.current_time())
-            result = rule.step(state, obs, source_prefix="release-", target_prefix="prod-")
+            result = rule.step(state, obs, tags=TAGS)
+            if isinstance(result.decision, rule.ConfirmHalt):
+                again = await client.current_plan()
+                result = rule.on_confirmed(result.state, result.decision, again)
             state = result.state
             decisions.append((height, result.decision))
             if chain.halted:
@@ -127,8 +133,9 @@ async def test_halt_shape_is_recognised_and_promoted(chain: ChainSim) -> None:
     assert chain.height == plan.height
     assert answer == PlanAnswer(plan, plan.height - 1)
     assert height == Height(plan.height, plan.height - 1, height.time)
-    job = rule.build_job(plan, "release-", "prod-", reason="halt")
-    assert isinstance(job, RetagJob)
+    tags = TAGS.for_plan(plan)
+    assert isinstance(tags, rule.Tags)
+    job = RetagJob(plan, tags.source, tags.target)
     assert [d for _, d in decisions if isinstance(d, rule.Promote)] == [rule.Promote(job)]
     assert all(not isinstance(d, rule.Promote) for h, d in decisions if h.block < plan.height)
 

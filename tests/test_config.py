@@ -220,15 +220,15 @@ def test_surrounding_whitespace_is_ignored_outside_secrets() -> None:
 
 def test_an_empty_source_prefix_is_a_choice_and_bare_tags_follow() -> None:
     from gopher_updater import rule
-    from gopher_updater.model import Plan, RetagJob
+    from gopher_updater.model import Plan
 
     cfg = config.load({**BASE, "SOURCE_PREFIX": ""})
     assert cfg.source_prefix == ""
     plan = Plan(name="v1.2.3", height=100)
-    job = rule.build_job(plan, cfg.source_prefix, cfg.target_prefix, reason="test")
-    assert isinstance(job, RetagJob)
-    assert job.source_tag == plan.name
-    assert job.target_tag == BASE["TARGET_PREFIX"] + plan.name
+    tags = rule.TagScheme(cfg.source_prefix, cfg.target_prefix).for_plan(plan)
+    assert isinstance(tags, rule.Tags)
+    assert tags.source == plan.name
+    assert tags.target == BASE["TARGET_PREFIX"] + plan.name
 
 
 def test_an_empty_source_prefix_still_needs_a_target_prefix() -> None:

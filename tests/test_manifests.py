@@ -660,9 +660,9 @@ async def test_healthcheck_subcommand_against_a_served_app(bind: str, serve_on: 
 
     from gopher_updater import cli, ops
     from gopher_updater.metrics import Metrics
-    from gopher_updater.state import State
+    from gopher_updater.state import Snapshot
 
-    app = ops.create_app(State(poll_interval=60), Metrics(), pprof_enabled=False)
+    app = ops.create_app(lambda: Snapshot.initial(60), Metrics(), pprof_enabled=False)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(ops.serve, app, serve_on, 0, shutdown)

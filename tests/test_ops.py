@@ -17,13 +17,13 @@ import trio
 
 from gopher_updater import ops
 from gopher_updater.metrics import Metrics
-from gopher_updater.state import State
+from gopher_updater.state import Snapshot
 from gopher_updater.testing.registry import RunningRegistry
 from gopher_updater.testing.stack import daemon_env, free_port, spawn_daemon
 
 
 async def _serve(nursery: trio.Nursery, shutdown: trio.Event) -> tuple[str, int]:
-    app = ops.create_app(State(poll_interval=60), Metrics(), pprof_enabled=False)
+    app = ops.create_app(lambda: Snapshot.initial(60), Metrics(), pprof_enabled=False)
     urls = await nursery.start(ops.serve, app, "127.0.0.1", 0, shutdown)
     host, port = urls[0].removeprefix("http://").rsplit(":", 1)
     return host, int(port)
@@ -114,7 +114,7 @@ def test_port_in_use_exits_with_one_line_naming_the_address(
 
 
 async def test_serve_raises_listen_error_for_a_taken_port(nursery: trio.Nursery) -> None:
-    app = ops.create_app(State(poll_interval=60), Metrics(), pprof_enabled=False)
+    app = ops.create_app(lambda: Snapshot.initial(60), Metrics(), pprof_enabled=False)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -133,7 +133,7 @@ async def test_serve_raises_listen_error_for_a_taken_port(nursery: trio.Nursery)
 
 
 async def _pprof_get(path: str) -> tuple[int, str]:
-    app = ops.create_app(State(poll_interval=60), Metrics(), pprof_enabled=True)
+    app = ops.create_app(lambda: Snapshot.initial(60), Metrics(), pprof_enabled=True)
     response = await app.test_client().get("/debug/pprof" + path)
     return response.status_code, (await response.get_data()).decode()
 

@@ -1,6 +1,7 @@
 """The promotion rule: unit cases from the reference's halt table, then property tests that
-drive `step`/`on_applied` with random chain histories (a small model of x/upgrade at H:
-block store at H, app at H-1, plan still current) and check the safety invariants."""
+drive `step`/`on_confirmed`/`on_applied` with random chain histories (a small model of
+x/upgrade at H: block store at H, app at H-1, plan still current), where the chain may also
+move between the reads of one poll, and check the safety invariants."""
 
 from __future__ import annotations
 
@@ -26,21 +27,29 @@ from gopher_updater.model import (
 )
 from gopher_updater.rule import (
     CheckApplied,
+    ConfirmHalt,
     Observation,
     Promote,
+    TagScheme,
     Wait,
     WatchState,
 )
 
 SRC, DST = "release-", "prod-"
+TAGS = TagScheme(SRC, DST)
 
 
 def run(state: WatchState, obs: Observation) -> rule.Step:
-    return rule.step(state, obs, source_prefix=SRC, target_prefix=DST)
+    """One poll whose re-read after a halt answers what the poll read (the plan still current)."""
+    result = rule.step(state, obs, tags=TAGS)
+    if isinstance(result.decision, ConfirmHalt):
+        confirmed = rule.on_confirmed(result.state, result.decision, obs.plan)
+        return attrs.evolve(confirmed, events=result.events + confirmed.events)
+    return result
 
 
 def answer(state: WatchState, check: CheckApplied, height: int) -> rule.Step:
-    return rule.on_applied(state, check, height, source_prefix=SRC, target_prefix=DST)
+    return rule.on_applied(state, check, height, tags=TAGS)
 
 
 def seen(
@@ -166,6 +175,65 @@ def test_halt_promotion_takes_precedence_over_pending_check() -> None:
     assert [j.plan for j in promotes(result)] == [new]
     assert result.state.pending == (old,)  # still asked on the next poll
     assert run(result.state, seen(new, new.height - 1, new.height)).decision == CheckApplied(old)
+
+
+def test_halt_is_confirmed_by_a_second_read_before_promoting() -> None:
+    plan = Plan("v2", 100)
+    state = rule.step(WatchState(), seen(plan, 98, 98), tags=TAGS).state
+    halted = rule.step(state, seen(plan, 99, 100), tags=TAGS)
+    assert halted.decision == ConfirmHalt(RetagJob(plan, SRC + "v2", DST + "v2"))
+    assert rule.HaltDetected(plan, block=100, app=99) in halted.events
+    assert "v2" not in halted.state.promoted  # not before the re-read says so
+    confirm = halted.decision
+    # Re-read: still the plan -> Promote, and only now marked promoted.
+    promoted = rule.on_confirmed(halted.state, confirm, PlanAnswer(plan, 99))
+    assert promoted.decision == Promote(confirm.job)
+    assert promoted.state.promoted == {"v2"}
+    # Re-read failed -> Wait; the poll's state (plan, heights) is kept, nothing promoted.
+    failed = rule.on_confirmed(halted.state, confirm, None)
+    assert isinstance(failed.decision, Wait) and failed.state == halted.state
+    assert isinstance(rule.step(failed.state, seen(plan, 99, 100), tags=TAGS).decision, ConfirmHalt)
+    # Re-read shows another plan or none -> Wait; the next poll sees the change.
+    for other in (None, Plan("v3", 150), Plan("v2", 120)):
+        changed = rule.on_confirmed(halted.state, confirm, PlanAnswer(other, 99))
+        assert isinstance(changed.decision, Wait) and changed.state == halted.state
+        assert rule.HaltUnconfirmed(plan, other) in changed.events
+        after = rule.step(changed.state, seen(other, 100, 101), tags=TAGS)
+        assert not isinstance(after.decision, ConfirmHalt | Promote)
+
+
+def test_step_view_is_what_the_rule_computed() -> None:
+    plan = Plan("v2", 110)
+    state = WatchState()
+    for i in range(5):
+        state = run(state, seen(plan, 100 + i, at=i * 2.0)).state
+    view = rule.step(state, seen(plan, 105, at=10.0), tags=TAGS).view
+    assert view.plan == plan and view.tags == rule.Tags(SRC + "v2", DST + "v2")
+    assert (view.height, view.app_height, view.blocks_left) == (105, 105, 5)
+    assert view.block_time == pytest.approx(2.0) and view.eta == pytest.approx(10.0)
+    assert not view.halted
+    halted = run(state, seen(plan, 109, 110, at=20.0))
+    assert halted.view.halted and halted.view.promoted == {"v2"} and halted.view.eta == 0.0
+    outage = run(halted.state, Observation(None, None, 21.0)).view
+    assert outage.app_height == 109 and not outage.halted  # an outage is not a halt
+    assert run(WatchState(), seen(Plan("bad name", 5), 1)).view.tags is None
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "name", "tags"),
+    [
+        ("release-", "mainnet-", "v1.2.3", ("release-v1.2.3", "mainnet-v1.2.3")),
+        ("", "mainnet-", "v1.2.3", ("v1.2.3", "mainnet-v1.2.3")),  # bare source tags
+        ("", "mainnet-", "-v1", None),  # a bare tag may not start with "-"
+        ("release-", "mainnet-", "", None),
+    ],
+)
+def test_tag_scheme(source: str, target: str, name: str, tags: tuple[str, str] | None) -> None:
+    got = TagScheme(source, target).for_plan(Plan(name, 10))
+    if tags is None:
+        assert isinstance(got, rule.InvalidPlanName)
+    else:
+        assert got == rule.Tags(*tags)
 
 
 @pytest.mark.parametrize(
@@ -424,6 +492,39 @@ NAMES = st.one_of(
 )
 PREFIXES = st.sampled_from([("release-", "prod-"), ("", "live-"), ("src_", ""), ("a" * 120, "b")])
 
+CHAIN_OPS = st.one_of(
+    st.tuples(st.just("advance"), st.integers(1, 12)),
+    st.tuples(st.just("schedule"), st.tuples(NAMES, st.integers(1, 25))),
+    st.tuples(st.just("cancel"), st.none()),
+    st.tuples(st.just("upgrade"), st.none()),
+)
+#: What happens during one poll: chain changes between current_plan and blocks/latest, and
+#: between blocks/latest and the re-read after a halt; and whether that re-read fails.
+UNDISTURBED: tuple[tuple[tuple[str, object], ...], tuple[tuple[str, object], ...], bool] = (
+    (),
+    (),
+    False,
+)
+#: The plan is cancelled or replaced right after current_plan answered, then the chain runs
+#: past its height: blocks/latest shows >= H for a plan that is no longer scheduled.
+GONE_THEN_PAST_H = st.tuples(
+    st.tuples(
+        st.sampled_from([("cancel", None), ("schedule", ("v9", 30)), ("schedule", ("v2", 40))]),
+        st.tuples(st.just("advance"), st.integers(1, 12)),
+    ),
+    st.just(()),
+    st.just(False),
+)
+DURING_POLL = st.one_of(
+    st.just(UNDISTURBED),
+    st.just(UNDISTURBED),
+    GONE_THEN_PAST_H,
+    st.tuples(
+        st.lists(CHAIN_OPS, max_size=3).map(tuple),
+        st.lists(CHAIN_OPS, max_size=3).map(tuple),
+        st.booleans(),
+    ),
+)
 OPS = st.one_of(
     st.tuples(st.just("advance"), st.integers(1, 12)),
     st.tuples(st.just("advance"), st.integers(1, 12)),
@@ -431,9 +532,30 @@ OPS = st.one_of(
     st.tuples(st.just("cancel"), st.none()),
     st.tuples(st.just("upgrade"), st.none()),
     st.tuples(st.just("upgrade"), st.none()),
-    st.tuples(st.just("poll"), st.sampled_from(["auto", "full", "header", "outage"])),
-    st.tuples(st.just("poll"), st.sampled_from(["auto", "header", "outage"])),
+    st.tuples(
+        st.just("poll"),
+        st.tuples(st.sampled_from(["auto", "full", "header", "outage"]), DURING_POLL),
+    ),
+    st.tuples(
+        st.just("poll"), st.tuples(st.sampled_from(["auto", "header", "outage"]), DURING_POLL)
+    ),
 )
+
+
+def apply(chain: ModelChain, op: str, arg: object) -> float:
+    """Apply one chain operation; returns the seconds it took (5 s per block)."""
+    if op == "advance":
+        assert isinstance(arg, int)
+        chain.advance(arg)
+        return arg * 5.0
+    if op == "schedule":
+        assert isinstance(arg, tuple)
+        chain.schedule(*arg)
+    elif op == "cancel":
+        chain.cancel()
+    elif op == "upgrade":
+        chain.upgrade()
+    return 0.0
 
 
 @settings(max_examples=500, deadline=None)
@@ -446,6 +568,7 @@ def test_rule_is_safe_on_random_histories(
     ops: Sequence[tuple[str, object]], prefixes: tuple[str, str], check_fails: list[bool]
 ) -> None:
     src, dst = prefixes
+    tags = TagScheme(src, dst)
     chain = ModelChain()
     state = WatchState()
     promoted: list[RetagJob] = []
@@ -453,14 +576,37 @@ def test_rule_is_safe_on_random_histories(
     fails = iter(check_fails)  # which applied_plan requests fail (until the drain)
     at = 0.0
 
-    def act(result: rule.Step, obs: Observation | None, *, lcd_flaky: bool = True) -> WatchState:
+    def act(
+        result: rule.Step,
+        obs: Observation | None,
+        *,
+        lcd_flaky: bool = True,
+        between: Sequence[tuple[str, object]] = (),
+        reread_fails: bool = False,
+    ) -> WatchState:
         decision = result.decision
+        if isinstance(decision, ConfirmHalt):
+            assert decision.job.reason == "halt"
+            for op, arg in between:  # the chain moves on before the re-read
+                apply(chain, op, arg)
+            reread = None if reread_fails else PlanAnswer(chain.plan, chain.app)
+            halted_plan = decision.job.plan
+            result = rule.on_confirmed(result.state, decision, reread)
+            decision = result.decision
+            if reread is None:
+                event("re-read failed -> Wait")
+            elif reread.plan != halted_plan:
+                gone = "vanished" if reread.plan is None else "replaced"
+                event(f"re-read: plan {gone} -> {type(decision).__name__}")
+            if isinstance(decision, Promote):
+                # The re-read (after blocks/latest) still showed the plan: the chain really
+                # is halted at it. A vanished or replaced plan is never promoted this way.
+                assert reread is not None and reread.plan == decision.job.plan
+                assert chain.halted and chain.plan == decision.job.plan
         if isinstance(decision, CheckApplied) and not (lcd_flaky and next(fails, False)):
             # applied_plan answers from the chain as it is *now*
             height = chain.applied.get(decision.plan.name, 0)
-            result = rule.on_applied(
-                result.state, decision, height, source_prefix=src, target_prefix=dst
-            )
+            result = rule.on_applied(result.state, decision, height, tags=tags)
             decision = result.decision
             event(f"applied_plan -> {type(decision).__name__}")
             if isinstance(decision, rule.Cancelled):
@@ -474,11 +620,9 @@ def test_rule_is_safe_on_random_histories(
             assert (job.source_tag, job.target_tag) == (src + job.plan.name, dst + job.plan.name)
             assert job.plan.name not in {j.plan.name for j in promoted}, "promoted twice"
             if job.reason == "halt":
-                # The very observation showed the plan current and blocks/latest >= H ...
+                # The very observation showed the plan current and blocks/latest >= H.
                 assert obs is not None and obs.plan is not None and obs.height is not None
                 assert obs.plan.plan == job.plan and obs.height.block >= job.plan.height
-                # ... which in the model means the chain really is halted at this plan.
-                assert chain.halted and chain.plan == job.plan
             promoted.append(job)
             event(f"promoted ({job.reason})")
         elif isinstance(decision, rule.InvalidPlanName):
@@ -490,44 +634,41 @@ def test_rule_is_safe_on_random_histories(
         return result.state
 
     for op, arg in ops:
-        if op == "advance":
-            assert isinstance(arg, int)
-            chain.advance(arg)
-            at += arg * 5.0
-        elif op == "schedule":
-            assert isinstance(arg, tuple)
-            chain.schedule(*arg)
-        elif op == "cancel":
-            chain.cancel()
-        elif op == "upgrade":
-            chain.upgrade()
+        if op != "poll":
+            at += apply(chain, op, arg)
+            continue
+        assert isinstance(arg, tuple)
+        mode, (before_height, before_reread, reread_fails) = arg
+        at += 1.0
+        if mode == "outage":
+            obs = Observation(None, None, at)
         else:
-            at += 1.0
-            if arg == "outage":
-                obs = Observation(None, None, at)
-            else:
-                plan_answer = PlanAnswer(chain.plan, chain.app)
-                wants_block = arg == "full" or (
-                    arg == "auto" and rule.needs_latest_block(state, plan_answer)
-                )
-                height = Height(chain.block, chain.app) if wants_block else None
-                obs = Observation(plan_answer, height, at)
-            result = rule.step(state, obs, source_prefix=src, target_prefix=dst)
-            if obs.plan is not None and obs.plan.plan is not None:
-                watched.add(obs.plan.plan.name)
-            state = act(result, obs)
-            # Liveness: a halt observed through blocks/latest is promoted on that very poll.
-            if chain.halted and obs.height is not None and chain.plan is not None:
-                name = chain.plan.name
-                if name and is_valid_tag(src + name) and is_valid_tag(dst + name):
-                    assert name in {j.plan.name for j in promoted}
+            plan_answer = PlanAnswer(chain.plan, chain.app)
+            wants_block = mode == "full" or (
+                mode == "auto" and rule.needs_latest_block(state, plan_answer)
+            )
+            for chain_op, chain_arg in before_height:  # the chain moves on meanwhile
+                apply(chain, chain_op, chain_arg)
+            height = Height(chain.block, chain.app) if wants_block else None
+            obs = Observation(plan_answer, height, at)
+        undisturbed = (before_height, before_reread, reread_fails) == UNDISTURBED
+        result = rule.step(state, obs, tags=tags)
+        if obs.plan is not None and obs.plan.plan is not None:
+            watched.add(obs.plan.plan.name)
+        state = act(result, obs, between=before_reread, reread_fails=reread_fails)
+        # Liveness: a halt observed through blocks/latest is promoted on that very poll
+        # (when the chain held still and the re-read answered).
+        if undisturbed and chain.halted and obs.height is not None and chain.plan is not None:
+            name = chain.plan.name
+            if name and is_valid_tag(src + name) and is_valid_tag(dst + name):
+                assert name in {j.plan.name for j in promoted}
 
     # Drain: the LCD answers every request from now on, the chain may keep going.
     for _ in range(len(state.pending) + 2):
         at += 1.0
         plan_answer = PlanAnswer(chain.plan, chain.app)
         obs = Observation(plan_answer, Height(chain.block, chain.app), at)
-        result = rule.step(state, obs, source_prefix=src, target_prefix=dst)
+        result = rule.step(state, obs, tags=tags)
         if chain.plan is not None:
             watched.add(chain.plan.name)
         state = act(result, obs, lcd_flaky=False)

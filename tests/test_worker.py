@@ -17,18 +17,16 @@ import trio.testing
 from gopher_updater.manifest import Outcome, RetagOutcome
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Digest, Plan, RetagJob
+from gopher_updater.preflight import CREDENTIALS_RETRY, RegistryWatch
 from gopher_updater.registry import RegistryUnavailable
-from gopher_updater.state import State
+from gopher_updater.state import PromotionsView, Wakeup
 from gopher_updater.worker import (
-    CREDENTIALS_RETRY,
     ERROR_BACKOFF,
     SOURCE_MISSING_PATIENCE,
     SOURCE_MISSING_RECHECK,
     SOURCE_MISSING_SLOW,
     JobQueue,
-    Wakeup,
-    run_registry_watch,
-    run_worker,
+    RetagWorker,
 )
 
 SRC = Digest("sha256:" + "a" * 64)
@@ -64,18 +62,19 @@ def job(name: str, height: int) -> RetagJob:
 
 async def run(
     registry: ScriptedRegistry, jobs: list[RetagJob], *, for_seconds: float
-) -> tuple[JobQueue, State, Metrics]:
+) -> tuple[JobQueue, PromotionsView, Metrics]:
+    """Run the worker on `jobs`; returns the queue, the last published view and the metrics."""
     send, receive = trio.open_memory_channel[RetagJob](16)
-    queue, state, metrics = JobQueue(send), State(poll_interval=60), Metrics()
-    reg: Any = registry
+    queue, metrics = JobQueue(send), Metrics()
+    worker = RetagWorker(registry, metrics, queue)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_worker, receive, queue, reg, state, metrics)
+        await nursery.start(worker.run, receive)
         for item in jobs:
             assert await queue.submit(item)
             await trio.sleep(1)
         await trio.sleep(for_seconds)
         nursery.cancel_scope.cancel()
-    return queue, state, metrics
+    return queue, worker.view, metrics
 
 
 async def test_source_missing_is_rechecked_until_pushed(autojump_clock: Any) -> None:
@@ -176,17 +175,14 @@ class FlakyCredentials:
 async def test_registry_watch_retries_failed_credentials_sooner(autojump_clock: Any) -> None:
     interval = 300.0
     registry = FlakyCredentials(failures=2)
-    state, metrics, wakeup = State(poll_interval=60), Metrics(), Wakeup()
-    reg: Any = registry
+    metrics, wakeup = Metrics(), Wakeup()
+    watch = RegistryWatch(registry, metrics, lambda: ["release-v2"], interval, wakeup=wakeup)
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: run_registry_watch(
-                reg, state, metrics, lambda: ["release-v2"], interval=interval, wakeup=wakeup
-            )
-        )
+        await nursery.start(watch.run)
         await trio.sleep(1)
-        assert state.registry_ok is False and "registry down" in (state.registry_error or "")
+        state = watch.view
+        assert state.ok is False and "registry down" in (state.error or "")
         await trio.sleep(2 * interval)
         nursery.cancel_scope.cancel()
     offsets = [round(t - start, 6) for t in registry.checks]
@@ -196,22 +192,19 @@ async def test_registry_watch_retries_failed_credentials_sooner(autojump_clock: 
         2 * CREDENTIALS_RETRY,
         2 * CREDENTIALS_RETRY + interval,
     ]
-    assert state.registry_ok is True and state.registry_error is None
+    state = watch.view
+    assert state.ok is True and state.error is None
     assert state.preflight["release-v2"].present is True
     assert metrics.source_tag_present.labels(tag="release-v2")._value.get() == 1
 
 
 async def test_registry_watch_wakes_up_when_poked(autojump_clock: Any) -> None:
     registry = FlakyCredentials(failures=0)
-    state, metrics, wakeup = State(poll_interval=60), Metrics(), Wakeup()
-    reg: Any = registry
+    metrics, wakeup = Metrics(), Wakeup()
     tags = ["release-v2"]
+    watch = RegistryWatch(registry, metrics, lambda: tags, interval=600, wakeup=wakeup)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: run_registry_watch(
-                reg, state, metrics, lambda: tags, interval=600, wakeup=wakeup
-            )
-        )
+        await nursery.start(watch.run)
         await trio.sleep(10)
         tags.append("release-v3")  # a new plan appeared: preflight it now, not in 10 minutes
         wakeup.poke()

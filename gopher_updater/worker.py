@@ -20,9 +20,11 @@ import attrs
 import trio
 
 from gopher_updater.logs import get_logger
+from gopher_updater.manifest import RetagOutcome
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import RetagJob
-from gopher_updater.registry import RegistryClient, RegistryError, RetagOutcome
+from gopher_updater.registry import RegistryClient
+from gopher_updater.registry_errors import RegistryError
 from gopher_updater.state import Preflight, State
 
 log = get_logger("gopher_updater.worker")

@@ -17,7 +17,7 @@ import trio.testing
 from gopher_updater.manifest import Outcome, RetagOutcome
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Digest, Plan, RetagJob
-from gopher_updater.registry import RegistryUnavailable
+from gopher_updater.registry_errors import RegistryUnavailable
 from gopher_updater.state import State
 from gopher_updater.worker import (
     CREDENTIALS_RETRY,

@@ -45,11 +45,11 @@ from gopher_updater.registry_errors import (
     RegistryError,
     RegistryRequestError,
     RegistryUnavailable,
-    describe_cause,
     error_for_response,
     parse_ratelimit,
 )
 from gopher_updater.registry_retry import Backoff, CallScope, RetryPolicy
+from gopher_updater.safe_text import describe_cause
 
 log = get_logger(__name__)
 

@@ -48,8 +48,8 @@ from gopher_updater.registry_errors import (
     RegistryUnavailable,
     parse_challenges,
     parse_retry_after,
-    redact_text,
 )
+from gopher_updater.safe_text import redact_text
 
 _TOKEN_REFRESH_ERRORS = frozenset({"invalid_token", "insufficient_scope"})
 _DEFAULT_EXPIRES_IN = 60.0

@@ -44,12 +44,13 @@ from gopher_updater.registry_errors import (
     RegistryAuthError,
     RegistryError,
     RegistryRequestError,
+    RegistryTLSError,
     RegistryUnavailable,
     error_for_response,
     parse_ratelimit,
 )
 from gopher_updater.registry_retry import Backoff, CallScope, RetryPolicy
-from gopher_updater.safe_text import describe_cause
+from gopher_updater.safe_text import describe_cause, is_certificate_failure
 
 log = get_logger(__name__)
 
@@ -293,6 +294,8 @@ class RegistryClient:
         except httpx.TransportError as exc:
             self._note(method, "error")
             cause = self._auth.redact(describe_cause(exc))[:200]
+            if is_certificate_failure(exc):
+                raise RegistryTLSError(f"connection failed: {cause}") from exc
             raise RegistryUnavailable(f"connection failed: {cause}") from exc
         except httpx.HTTPError as exc:  # an answer httpx itself refuses (bad header, ...)
             self._note(method, "error")

@@ -165,6 +165,11 @@ class ManifestUnknown(RegistryRequestError):
     """The tag does not exist (404 / MANIFEST_UNKNOWN / NAME_UNKNOWN)."""
 
 
+class RegistryTLSError(RegistryError):
+    """The registry's certificate was refused (unknown CA, hostname mismatch, expired): not
+    retried, since only the operator can fix it (`SSL_CERT_FILE`, or the URL)."""
+
+
 class DigestMismatch(RegistryError):
     """The registry's `Docker-Content-Digest` disagrees with the bytes we hashed."""
 

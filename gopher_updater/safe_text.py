@@ -37,17 +37,29 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it (`__cause__`, else `__context__`), at most 16 links, no loops."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 16 and all(current is not c for c in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def is_certificate_failure(exc: BaseException) -> bool:
+    """The peer's certificate was refused (unknown CA, expired, wrong host): retrying the same
+    request cannot help; the operator must fix the trust store or the URL."""
+    return any(isinstance(link, ssl.SSLCertVerificationError) for link in exception_chain(exc))
+
+
 def describe_cause(exc: BaseException) -> str:
     """The root cause of a transport failure, in words an operator can act on.
 
     httpx wraps httpcore wraps trio wraps `ssl`: the useful part ("unable to get local issuer
     certificate", "Hostname mismatch") sits several `__cause__`/`__context__` links down.
     """
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and len(chain) < 16 and all(current is not c for c in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
+    chain = exception_chain(exc)
     for link in chain:
         if isinstance(link, ssl.SSLCertVerificationError):
             return f"TLS certificate verify failed: {link.verify_message or link.reason}"

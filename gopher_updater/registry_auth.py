@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Literal
@@ -56,6 +57,8 @@ _DEFAULT_EXPIRES_IN = 60.0
 #: A token is never cached for longer than a day, whatever `expires_in` says.
 _MAX_EXPIRES_IN = 86400.0
 _USER_AGENT = "gopher-updater"
+#: What can go in an Authorization header: visible ASCII, no spaces (RFC 6750 is stricter).
+_TOKEN_RE = re.compile(r"[\x21-\x7e]{1,16384}")
 
 
 def decode_jwt_claims(token: str) -> dict[str, object] | None:
@@ -290,7 +293,7 @@ class RegistryAuth(httpx.Auth):
         expires_in = bounded_number(raw_expiry or _DEFAULT_EXPIRES_IN, low=0, high=_MAX_EXPIRES_IN)
         if expires_in is None:  # present but not a number: the default
             expires_in = _DEFAULT_EXPIRES_IN
-        if not isinstance(token, str) or not token or not token.isprintable():
+        if not isinstance(token, str) or _TOKEN_RE.fullmatch(token) is None:
             raise RegistryAuthError("token endpoint answered without a token", status=status)
         # Renew a little early so a token never expires between our check and the registry's.
         margin = min(10.0, expires_in / 5)

@@ -16,8 +16,7 @@ lives in a `CallScope` in that call's frame, so concurrent calls never see each 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -49,7 +48,7 @@ from gopher_updater.registry_errors import (
     error_for_response,
     parse_ratelimit,
 )
-from gopher_updater.registry_retry import Backoff, CallScope, RetryPolicy
+from gopher_updater.registry_retry import Backoff, CallScope, RetryPolicy, bounded_call
 from gopher_updater.safe_text import describe_cause, is_certificate_failure
 
 log = get_logger(__name__)
@@ -117,7 +116,7 @@ class RegistryClient:
         claim is read (unverified). An opaque token is trusted: the PUT will tell. Basic and
         anonymous registries cannot tell us more than "these credentials log in".
         """
-        with self._bounded("check_push_access", None) as call:
+        with bounded_call(self._deadline, "check_push_access", None) as call:
             await self._request(call, None, "GET", f"{self._base}/v2/")
         granted = self._auth.granted_actions()
         bearer = self._auth.scheme_for(httpx.URL(self._base)) == "bearer"
@@ -131,18 +130,18 @@ class RegistryClient:
     async def digest(self, tag: str) -> Digest | None:
         """The tag's manifest digest by HEAD (free on Docker Hub's pull limit); None if absent."""
         _check_tag(tag)
-        with self._bounded("digest", tag) as call:
+        with bounded_call(self._deadline, "digest", tag) as call:
             return await self._digest(call, tag)
 
     async def get(self, tag: str) -> Manifest:
         _check_tag(tag)
-        with self._bounded("get", tag) as call:
+        with bounded_call(self._deadline, "get", tag) as call:
             return await self._get(call, tag)
 
     async def put(self, tag: str, manifest: Manifest) -> Digest:
         """PUT the exact bytes under `tag`; returns the digest (dry run: would-be digest)."""
         _check_tag(tag)
-        with self._bounded("put", tag) as call:
+        with bounded_call(self._deadline, "put", tag) as call:
             return await self._put(call, tag, manifest)
 
     async def retag(self, source_tag: str, target_tag: str) -> RetagOutcome:
@@ -156,7 +155,7 @@ class RegistryClient:
         def result(outcome: Outcome, src: Digest | None, previous: Digest | None) -> RetagOutcome:
             return RetagOutcome(outcome, source_tag, target_tag, src, previous, self.dry_run)
 
-        with self._bounded("retag", f"{source_tag}->{target_tag}") as call:
+        with bounded_call(self._deadline, "retag", f"{source_tag}->{target_tag}") as call:
             src = await self._digest(call, source_tag)
             if src is None:
                 return result(Outcome.SOURCE_MISSING, None, None)
@@ -237,21 +236,6 @@ class RegistryClient:
                                  operation=call.operation, tag=tag)  # fmt: skip
 
     # -- HTTP: deadline, retries, one attempt, error mapping ------------------------------
-
-    @contextlib.contextmanager
-    def _bounded(self, op: str, tag: str | None) -> Iterator[CallScope]:
-        call = CallScope(op, tag)
-        try:
-            with trio.fail_after(self._deadline):
-                yield call
-        except trio.TooSlowError:
-            last = call.last_transient
-            raise RegistryUnavailable(
-                f"gave up at the {self._deadline:g}s deadline"
-                + (f"; last error: {last.message}" if last is not None and last.message else ""),
-                operation=op, tag=tag, status=last.status if last else None,
-                code=last.code if last else None, retry_after=last.retry_after if last else None,
-            ) from None  # fmt: skip
 
     async def _request(
         self,

@@ -18,13 +18,15 @@ Every public call is also bounded as a whole by the client's deadline.
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 
 import attrs
 import trio
 
 from gopher_updater.logs import get_logger
-from gopher_updater.registry_errors import RegistryError
+from gopher_updater.registry_errors import RegistryError, RegistryUnavailable
 
 log = get_logger("gopher_updater.registry")
 
@@ -67,6 +69,24 @@ class CallScope:
     operation: str
     tag: str | None
     last_transient: RegistryError | None = None
+
+
+@contextlib.contextmanager
+def bounded_call(deadline: float, operation: str, tag: str | None) -> Iterator[CallScope]:
+    """One public call's scope, bounded as a whole by `deadline`: past it, the call ends with
+    RegistryUnavailable carrying the last transient error it met (what an operator needs)."""
+    call = CallScope(operation, tag)
+    try:
+        with trio.fail_after(deadline):
+            yield call
+    except trio.TooSlowError:
+        last = call.last_transient
+        raise RegistryUnavailable(
+            f"gave up at the {deadline:g}s deadline"
+            + (f"; last error: {last.message}" if last is not None and last.message else ""),
+            operation=operation, tag=tag, status=last.status if last else None,
+            code=last.code if last else None, retry_after=last.retry_after if last else None,
+        ) from None  # fmt: skip
 
 
 @attrs.define

@@ -15,7 +15,12 @@ from collections.abc import Iterable
 REDACTED = "<redacted>"
 _SECRET_PATTERNS = (
     # An Authorization header value echoed back: `Basic dXNlcjpwdw==`, `Bearer abc.def`.
-    re.compile(r"(?i)\b(basic|bearer)(\s+|%20|\+)[A-Za-z0-9._~+/=%-]{4,}"),
+    # A credential has a digit or a base64/token symbol in it, or is long, and is not a
+    # challenge parameter: "Bearer challenge" and `Basic realm="r"` stay readable.
+    re.compile(
+        r"(?i)\b(basic|bearer)(\s+|%20|\+)(?![A-Za-z_]+=\")"
+        r"(?:(?=[A-Za-z]*[0-9._~+/=%-])[A-Za-z0-9._~+/=%-]{4,}|[A-Za-z]{20,})"
+    ),
     # A JWT anywhere (header and payload are base64url JSON, so they start with `eyJ`).
     re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"),
     # `authorization: xyz`, `"password":"xyz"`, `token=xyz` in an echoed request or JSON.

@@ -272,6 +272,9 @@ def test_unknown_tokens_and_jwts_are_redacted_too() -> None:
     for secret in ("opaque-1234", jwt, PASSWORD[::-1]):
         assert secret not in text
     assert "Bearer" in text
+    for own_words in ("registry sent a Bearer challenge without a usable realm",
+                      'challenge was Basic realm="Registry Realm"'):  # fmt: skip
+        assert auth.redact(own_words) == own_words
 
 
 # -- 10.5: errors are values -----------------------------------------------------------------

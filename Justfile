@@ -14,7 +14,7 @@ default:
 setup:
     scripts/bootstrap.sh
 
-# make sure Debian's docker-registry and skopeo are installed (integration tests need them)
+# make sure Debian's docker-registry, skopeo and promtool are installed (integration and alert tests)
 system-deps:
     scripts/system-deps.sh
 

@@ -11,6 +11,8 @@ Only the fields the daemon uses are modelled; unknown keys are ignored (chains a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from typing import Any, NewType, TypeVar
@@ -29,6 +31,15 @@ UInt64 = NewType("UInt64", int)
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 _INT_RE = re.compile(r"-?[0-9]{1,19}")
+#: Deepest nesting accepted. Real answers nest about 8 levels (a block, a legacy proposal);
+#: anything deeper is hostile and would only cost stack and time in the structuring hooks.
+MAX_DEPTH = 64
+#: A `next_key` is base64 of a store key (8 bytes for a proposal, `AAAAAAAAAx0=`); a key
+#: longer than this is not a key and would only make the next URL too long.
+MAX_NEXT_KEY = 512
+_BASE64_RE = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+#: RFC 3339 as CometBFT writes block times, loosely: printable, bounded, nothing to escape.
+_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,24}(Z|[+-][0-9]{2}:[0-9]{2})")
 
 MSG_SOFTWARE_UPGRADE = "/cosmos.upgrade.v1beta1.MsgSoftwareUpgrade"
 SOFTWARE_UPGRADE_PROPOSAL = "/cosmos.upgrade.v1beta1.SoftwareUpgradeProposal"
@@ -155,6 +166,8 @@ class ProposalPage:
     upgrades: list[UpgradeProposal]
     next_key: str | None
     size: int  # proposals on the page, upgrades or not (diagnostics only)
+    #: Ids of every proposal on the page, upgrades or not: where a listing walk has got to.
+    ids: tuple[int, ...] = ()
 
 
 # --- the converter ------------------------------------------------------------------------
@@ -224,6 +237,7 @@ def structure(body: bytes, cls: type[T]) -> T:
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
         reason = f"not JSON ({type(exc).__name__}: {str(exc)[:120]}); body {_snip(body)}"
         raise MalformedJSON(reason) from None
+    _check_depth(data)
     try:
         return converter.structure(data, cls)
     except Exception as exc:  # cattrs wraps hook errors in (nested) exception groups
@@ -247,7 +261,12 @@ def latest_block(body: bytes) -> HeaderJSON:
     block = answer.block if answer.block is not None else answer.sdk_block
     if block is None:
         raise MalformedJSON("neither block.header nor sdk_block.header is present @ $")
-    return block.header
+    header = block.header
+    if _TIME_RE.fullmatch(header.time) is None:
+        # The time is only shown to operators: a strange one is dropped, not fatal, so it
+        # can never cost the halt observation this answer is read for.
+        header = attrs.evolve(header, time="")
+    return header
 
 
 def proposals_v1(body: bytes) -> ProposalPage:
@@ -258,7 +277,7 @@ def proposals_v1(body: bytes) -> ProposalPage:
         plans = [m.plan for m in item.messages if m.plan is not None]
         if plans:
             upgrades.append(_upgrade(item.id, item.status, plans[-1]))
-    return _page(upgrades, answer.pagination, len(answer.proposals))
+    return _page(upgrades, answer.pagination, tuple(item.id for item in answer.proposals))
 
 
 def proposals_v1beta1(body: bytes) -> ProposalPage:
@@ -268,7 +287,7 @@ def proposals_v1beta1(body: bytes) -> ProposalPage:
         for item in answer.proposals
         if item.content is not None and item.content.plan is not None
     ]
-    return _page(upgrades, answer.pagination, len(answer.proposals))
+    return _page(upgrades, answer.pagination, tuple(i.proposal_id for i in answer.proposals))
 
 
 def error_body(body: bytes) -> ErrorJSON | None:
@@ -286,11 +305,43 @@ def _upgrade(proposal_id: int, status: ProposalStatus, plan: PlanJSON) -> Upgrad
     return UpgradeProposal(id=proposal_id, status=status, plan=plan.to_model())
 
 
-def _page(found: list[UpgradeProposal], page: PageJSON | None, size: int) -> ProposalPage:
+def _page(
+    found: list[UpgradeProposal], page: PageJSON | None, ids: tuple[int, ...]
+) -> ProposalPage:
     # Height <= 0 is a signal proposal (Cosmos Hub 38), not an upgrade.
     upgrades = [u for u in found if u.plan.height > 0]
     next_key = page.next_key if page is not None and page.next_key else None
-    return ProposalPage(upgrades=upgrades, next_key=next_key, size=size)
+    if next_key is not None:
+        _check_next_key(next_key)
+    return ProposalPage(upgrades=upgrades, next_key=next_key, size=len(ids), ids=ids)
+
+
+def _check_next_key(key: str) -> None:
+    """A `next_key` goes back to the LCD in a URL: it must be the base64 it claims to be."""
+    if len(key) > MAX_NEXT_KEY:
+        raise MalformedJSON(f"pagination.next_key is {len(key)} characters (limit {MAX_NEXT_KEY})")
+    if _BASE64_RE.fullmatch(key) is None:
+        raise MalformedJSON(f"pagination.next_key {_snip(key)} is not base64")
+    try:
+        base64.b64decode(key.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedJSON(f"pagination.next_key {_snip(key)} is not base64") from None
+
+
+def _check_depth(data: object) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, iteratively (no recursion to exhaust)."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise MalformedJSON(f"JSON nested deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _reject_constant(name: str) -> Any:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import trio
 
 from gopher_updater import rule
-from gopher_updater.chain import ChainClient, ChainError
+from gopher_updater.chain import ChainError
 from gopher_updater.config import Config
-from gopher_updater.daemon import registry_client
+from gopher_updater.daemon import chain_client, registry_client
 from gopher_updater.duration import format_seconds
 from gopher_updater.registry_errors import RegistryError
+from gopher_updater.urls import redact_url
 
 OK, BAD, INFO = "ok  ", "FAIL", "    "
 
@@ -25,9 +26,11 @@ async def run_check(cfg: Config, out: list[str]) -> bool:
     def say(mark: str, text: str) -> None:
         out.append(f"[{mark}] {text}")
 
-    say(OK, f"configuration valid (repository {cfg.repo_path} on {cfg.registry_url})")
+    rpc_url = redact_url(cfg.rpc_url, keep_path=True)  # never print userinfo
+    registry_url = redact_url(cfg.registry_url, keep_path=True)
+    say(OK, f"configuration valid (repository {cfg.repo_path} on {registry_url})")
     plan = None
-    async with ChainClient(cfg.rpc_url, timeout=cfg.request_timeout) as chain:
+    async with chain_client(cfg) as chain:
         try:
             with trio.fail_after(3 * cfg.request_timeout):
                 answer = await chain.current_plan()
@@ -44,10 +47,10 @@ async def run_check(cfg: Config, out: list[str]) -> bool:
                                 samples.append((trio.current_time(), later.block))
                                 break
         except (ChainError, trio.TooSlowError) as exc:
-            say(BAD, f"chain {cfg.rpc_url}: {exc or 'timed out'}")
+            say(BAD, f"chain {rpc_url}: {exc or 'timed out'}")
             good = False
         else:
-            say(OK, f"chain {cfg.rpc_url}: height {first.block}")
+            say(OK, f"chain {rpc_url}: height {first.block}")
             if plan is None:
                 say(INFO, "no upgrade plan is scheduled")
             else:
@@ -60,9 +63,9 @@ async def run_check(cfg: Config, out: list[str]) -> bool:
             with trio.fail_after(3 * cfg.request_timeout):
                 await registry.check_push_access()
         except (RegistryError, trio.TooSlowError) as exc:
-            say(BAD, f"registry {cfg.registry_url}: {exc or 'timed out'}")
+            say(BAD, f"registry {registry_url}: {exc or 'timed out'}")
             return False
-        say(OK, f"registry {cfg.registry_url}: credentials accepted with push scope")
+        say(OK, f"registry {registry_url}: credentials accepted with push scope")
         if plan is not None:
             job = rule.build_job(plan, cfg.source_prefix, cfg.target_prefix, reason="check")
             if isinstance(job, rule.InvalidPlanName):

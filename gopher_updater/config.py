@@ -1,112 +1,146 @@
 """Configuration: environment variables only, validated all at once.
 
-environ-config declares the variables (names, defaults, help text for `--help`) and reads
-them as raw strings. Converting and validating happens here rather than in environ-config's
-converters because an operator fixing a Deployment wants *every* problem in one message,
-while attrs converters stop at the first exception; and because environ-config's own boolean
-parsing silently maps any unknown string to False, where a typo in `DRY_RUN` must fail loudly.
+Each variable is one declarative `Var` in `VARS`: name, default, help text and a parser that
+raises ValueError. The loader applies the same rules to all of them, because an operator fixing
+a Deployment wants *every* problem in one message and the same answer for the same mistake:
+
+- unset, or set to the empty string: the default; for a mandatory variable, "missing". The one
+  exception is a variable where "" is a meaningful choice (`SOURCE_PREFIX=""`: CI pushes bare
+  `v1.2.3` tags), declared with `empty_is_value=True`.
+- only whitespace: refused (a templating slip, not a choice). Otherwise surrounding whitespace
+  is ignored, except in secrets, which are taken verbatim.
+- a secret (`secret=True`) may instead come from a file named by `NAME_FILE` (never both), is
+  kept as a `Secret` and is never echoed in an error; other values are quoted, URLs redacted.
+
+The generic parts (`Var`, the parsers, those rules) live in `envparse`; this module is the
+table and the project's own checks.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
-import environ
 
-from gopher_updater.duration import DurationError, parse_go_duration
+from gopher_updater.envparse import (
+    Var,
+    boolean,
+    choice,
+    duration,
+    host,
+    port,
+    present,
+    secret_from_env,
+    show_url,
+    url,
+)
 from gopher_updater.model import REPOSITORY_RE
+from gopher_updater.secret import Secret
+from gopher_updater.urls import CheckedUrl
+
+__all__ = ["ENV_VARS", "MANDATORY", "VARS", "Config", "ConfigError", "Secret", "Var", "load"]
 
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
-_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
+#: Distribution's limit on a repository name.
+MAX_REPO_PATH = 255
 
 
-@environ.config(prefix="")
-class RawEnv:
-    """The 17 variables as the operator wrote them (strings; None = unset)."""
-
-    rpc_url = environ.var(
-        "http://localhost:1317", name="RPC_URL", help="Cosmos LCD (REST) base URL"
-    )
-    dockerhub_user = environ.var(None, name="DOCKERHUB_USER", help="registry user (Docker ID)")
-    dockerhub_password = environ.var(
-        None, name="DOCKERHUB_PASSWORD", help="password or access token (Read & Write)"
-    )
-    dockerhub_password_file = environ.var(
-        None, name="DOCKERHUB_PASSWORD_FILE", help="file holding the password (k8s secret)"
-    )
-    repo_path = environ.var(None, name="REPO_PATH", help="repository, e.g. my/repo")
-    source_prefix = environ.var("release-", name="SOURCE_PREFIX", help="tag prefix CI pushes")
-    target_prefix = environ.var(None, name="TARGET_PREFIX", help="tag prefix Flux follows")
-    poll_interval = environ.var("1m", name="POLL_INTERVAL", help="Go duration between polls")
-    http_port = environ.var("8080", name="HTTP_PORT", help="ops endpoints port")
-    http_host = environ.var("0.0.0.0", name="HTTP_HOST", help="ops endpoints address")
-    registry_url = environ.var(
-        "https://registry-1.docker.io", name="REGISTRY_URL", help="registry API base URL"
-    )
-    request_timeout = environ.var("10s", name="REQUEST_TIMEOUT", help="bound on every request")
-    dry_run = environ.var("false", name="DRY_RUN", help="report, never write the registry")
-    overwrite_target = environ.var(
-        "false", name="OVERWRITE_TARGET", help="replace a target tag holding another digest"
-    )
-    pprof_enabled = environ.var("true", name="PPROF_ENABLED", help="serve /debug/pprof/")
-    log_level = environ.var("info", name="LOG_LEVEL", help="debug, info, warning or error")
-    log_format = environ.var("json", name="LOG_FORMAT", help="json or console")
+def _repo(value: str) -> str:
+    if len(value) > MAX_REPO_PATH:
+        raise ValueError(f"longer than {MAX_REPO_PATH} characters (the registry's limit)")
+    if REPOSITORY_RE.fullmatch(value) is None:
+        raise ValueError("expected a lower-case repository path like my/repo")
+    return value
 
 
-def _entries() -> list[tuple[str, str, str | None, str]]:
-    """(attribute, VARIABLE, default, help) for every declared variable, in order."""
-    out = []
-    for field in attrs.fields(RawEnv):  # type: ignore[arg-type]
-        entry = field.metadata[environ._environ_config.CNF_KEY]
-        out.append((field.name, entry.name, entry.default, entry.help or ""))
+def _prefix(value: str) -> str:
+    if value and _PREFIX_RE.fullmatch(value) is None:
+        raise ValueError("expected the start of a tag: letters, digits, _ . - (e.g. mainnet-)")
+    return value
+
+
+def _user(value: str) -> str:
+    if len(value) > 256 or ":" in value or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("expected a user name without ':', spaces or control characters")
+    return value
+
+
+VARS: tuple[Var, ...] = (
+    Var(
+        "RPC_URL",
+        "http://localhost:1317",
+        "Cosmos LCD (REST) base URL",
+        url(userinfo="split", example="http://localhost:1317"),
+        auth_attr="rpc_auth",
+        show=show_url,
+    ),
+    Var("DOCKERHUB_USER", None, "registry user (Docker ID)", _user, mandatory=True),
+    Var(
+        "DOCKERHUB_PASSWORD",
+        None,
+        "password or access token (Read & Write)",
+        mandatory=True,
+        secret=True,
+    ),
+    Var("REPO_PATH", None, "repository, e.g. my/repo", _repo, mandatory=True),
+    Var("SOURCE_PREFIX", "release-", "tag prefix CI pushes", _prefix, empty_is_value=True),
+    Var("TARGET_PREFIX", None, "tag prefix Flux follows", _prefix, mandatory=True),
+    Var(
+        "POLL_INTERVAL",
+        "1m",
+        "Go duration between polls (100ms-24h)",
+        duration(floor="100ms", ceiling="24h"),
+    ),
+    Var("HTTP_PORT", "8080", "ops endpoints port", port),
+    Var("HTTP_HOST", "0.0.0.0", "ops endpoints address", host),
+    Var(
+        "REGISTRY_URL",
+        "https://registry-1.docker.io",
+        "registry API base URL",
+        url(userinfo="refuse", example="https://registry-1.docker.io"),
+        show=show_url,
+    ),
+    Var(
+        "REQUEST_TIMEOUT",
+        "10s",
+        "bound on every request (100ms-5m)",
+        duration(floor="100ms", ceiling="5m"),
+    ),
+    Var("DRY_RUN", "false", "report, never write the registry", boolean),
+    Var("OVERWRITE_TARGET", "false", "replace a target tag holding another digest", boolean),
+    Var("PPROF_ENABLED", "true", "serve /debug/pprof/", boolean),
+    Var("LOG_LEVEL", "info", "debug, info, warning or error", choice(LOG_LEVELS)),
+    Var("LOG_FORMAT", "json", "json or console", choice(LOG_FORMATS)),
+)
+
+
+def _declared() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for var in VARS:
+        out[var.name] = var.default
+        if var.file_name:
+            out[var.file_name] = None
     return out
 
 
-_ENTRIES = _entries()
-#: Variable name -> default as written in the environment (None: mandatory or unset).
-ENV_VARS: dict[str, str | None] = {name: default for _, name, default, _ in _ENTRIES}
-MANDATORY = ("DOCKERHUB_USER", "REPO_PATH", "TARGET_PREFIX")
-
-
-class Secret:
-    """A string that refuses to be printed: repr/str/format never show the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+#: Every variable name -> its default as written in the environment (None: none).
+ENV_VARS: dict[str, str | None] = _declared()
+MANDATORY = tuple(var.name for var in VARS if var.mandatory)
 
 
 @attrs.frozen
 class Config:
-    rpc_url: str
+    rpc_url: str  # without userinfo: the credentials are in rpc_auth
     dockerhub_user: str
     dockerhub_password: Secret = attrs.field(repr=False)
     repo_path: str
-    source_prefix: str
-    target_prefix: str
+    source_prefix: str  # may be "" (bare `v1.2.3` source tags)
+    target_prefix: str  # never "", never equal to source_prefix
     poll_interval: float  # seconds
     http_port: int
     http_host: str
@@ -118,132 +152,65 @@ class Config:
     log_level: str
     log_format: str
     dockerhub_password_file: str | None = None
+    #: Basic-auth credentials given as RPC_URL's userinfo: send as an Authorization header.
+    rpc_auth: tuple[str, Secret] | None = attrs.field(default=None, repr=False)
 
 
 class ConfigError(Exception):
     """Every problem found in the environment, one per line, ready to print."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
+        self.problems = tuple(problems)
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-def _url(value: str, *, what: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL; expected e.g. {what}")
-    return value.rstrip("/")
-
-
-def _duration(value: str) -> float:
-    try:
-        ns = parse_go_duration(value.strip())
-    except DurationError as exc:
-        raise ValueError(f"{exc}; expected a Go duration like 30s, 1m30s, 1.5h") from None
-    if ns <= 0:
-        raise ValueError("must be > 0; expected a Go duration like 30s, 1m30s, 1.5h")
-    return ns / 1e9
-
-
-def _port(value: str) -> int:
-    if not value.strip().isdigit() or not 1 <= int(value) <= 65535:
-        raise ValueError("expected an integer 1-65535")
-    return int(value)
-
-
-def _bool(value: str) -> bool:
-    try:
-        return _BOOLS[value.strip().lower()]
-    except KeyError:
-        raise ValueError("expected true/false/1/0/yes/no") from None
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if value.strip().lower() not in options:
-            raise ValueError("expected one of " + ", ".join(options))
-        return value.strip().lower()
-
-    return parse
-
-
-def _repo(value: str) -> str:
-    if REPOSITORY_RE.fullmatch(value) is None:
-        raise ValueError("expected a lower-case repository path like my/repo")
-    return value
-
-
-def _prefix(value: str) -> str:
-    if _PREFIX_RE.fullmatch(value) is None:
-        raise ValueError("expected the start of a tag: letters, digits, _ . - (e.g. mainnet-)")
-    return value
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "rpc_url": lambda v: _url(v, what="http://localhost:1317"),
-    "registry_url": lambda v: _url(v, what="https://registry-1.docker.io"),
-    "repo_path": _repo,
-    "source_prefix": _prefix,
-    "target_prefix": _prefix,
-    "poll_interval": _duration,
-    "request_timeout": _duration,
-    "http_port": _port,
-    "dry_run": _bool,
-    "overwrite_target": _bool,
-    "pprof_enabled": _bool,
-    "log_level": _choice(LOG_LEVELS),
-    "log_format": _choice(LOG_FORMATS),
-}
 
 
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Read, convert and validate every variable; raise ConfigError listing all problems."""
     env = os.environ if env is None else env
-    raw = environ.to_config(RawEnv, dict(env))
     problems: list[str] = []
     values: dict[str, Any] = {}
-    for attr, name, _, _ in _ENTRIES:
-        value = getattr(raw, attr)
-        if value is None or value == "":
-            if name in MANDATORY:
-                problems.append(f"{name}: missing (mandatory)")
-            values[attr] = None
+    for var in VARS:
+        if var.secret:
+            values[var.attr] = secret_from_env(env, var, problems)
+            values[var.attr + "_file"] = present(env, var.file_name or "", [])
             continue
-        parse = _PARSERS.get(attr)
+        raw = present(env, var.name, problems)
+        if raw is None and var.empty_is_value and env.get(var.name) == "":
+            raw = ""
+        elif raw is None:
+            if var.mandatory and not any(p.startswith(var.name + ":") for p in problems):
+                problems.append(f"{var.name}: missing (mandatory)")
+            raw = var.default
+        if raw is None:
+            values[var.attr] = None
+            continue
         try:
-            values[attr] = parse(value) if parse else value
+            value = var.parse(raw.strip())
         except ValueError as exc:
-            shown = "" if "PASSWORD" in name else f" (got {value[:60]!r})"
-            problems.append(f"{name}: {exc}{shown}")
-
-    password = values.pop("dockerhub_password")
-    path = values["dockerhub_password_file"]
-    if password is None and path is not None:
-        try:
-            password = Path(path).read_text().rstrip("\r\n")
-        except OSError as exc:
-            problems.append(f"DOCKERHUB_PASSWORD_FILE: cannot read {path!r}: {exc.strerror}")
-        else:
-            if not password:
-                problems.append(f"DOCKERHUB_PASSWORD_FILE: {path!r} is empty")
-    elif password is None:
-        problems.append("DOCKERHUB_PASSWORD: missing (set it or DOCKERHUB_PASSWORD_FILE)")
+            problems.append(f"{var.name}: {exc} (got {var.show(raw.strip())})")
+            value = None
+        if isinstance(value, CheckedUrl):
+            if var.auth_attr is not None:
+                values[var.auth_attr] = value.auth
+            value = value.url
+        values[var.attr] = value
     src, dst = values.get("source_prefix"), values.get("target_prefix")
-    if src is not None and src == dst:
+    if dst is not None and src == dst:
         problems.append(f"TARGET_PREFIX: must differ from SOURCE_PREFIX ({src!r})")
     if problems:
         raise ConfigError(problems)
-    return Config(dockerhub_password=Secret(password or ""), **values)
+    return Config(**values)
 
 
 def help_text() -> str:
     """The variables table for `--help`: name, default, meaning."""
     lines = ["environment variables:"]
-    for _, name, default, text in _ENTRIES:
-        shown = "(mandatory)" if name in MANDATORY else f"default {default}"
-        if name == "DOCKERHUB_PASSWORD":
-            shown = "(mandatory unless _FILE is set)"
-        elif default is None and name not in MANDATORY:
-            shown = "(optional)"
-        lines.append(f"  {name:<24} {shown:<38} {text}")
+    for var in VARS:
+        shown = "(mandatory)" if var.mandatory else f"default {var.default}"
+        if var.secret:
+            shown = "(mandatory unless _FILE is set)" if var.mandatory else "(optional)"
+        lines.append(f"  {var.name:<24} {shown:<38} {var.help}")
+        if var.file_name:
+            kind = "byte-exact" if var.exact else "trailing newline stripped"
+            lines.append(f"  {var.file_name:<24} {'(optional)':<38} file holding it ({kind})")
     return "\n".join(lines)

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import httpx
 import trio
 
 from gopher_updater import __version__, ops
@@ -30,6 +33,7 @@ from gopher_updater.model import RetagJob
 from gopher_updater.poller import Poller
 from gopher_updater.registry import RegistryClient
 from gopher_updater.state import State
+from gopher_updater.urls import redact_url
 from gopher_updater.worker import JobQueue, Wakeup, run_registry_watch, run_worker
 
 log = get_logger("gopher_updater.daemon")
@@ -61,6 +65,28 @@ def registry_client(cfg: Config, metrics: Metrics | None = None) -> RegistryClie
     )
 
 
+@asynccontextmanager
+async def chain_client(cfg: Config) -> AsyncIterator[ChainClient]:
+    """The LCD client; with RPC_URL credentials, every request carries Basic auth.
+
+    The credentials never enter the URL the client (and its errors) see: config split them
+    off into `cfg.rpc_auth`, and they travel only in the Authorization header.
+    """
+    if cfg.rpc_auth is None:
+        async with ChainClient(cfg.rpc_url, timeout=cfg.request_timeout) as chain:
+            yield chain
+        return
+    user, password = cfg.rpc_auth
+    async with (
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(cfg.request_timeout),
+            auth=httpx.BasicAuth(user, password.reveal()),
+        ) as http,
+        ChainClient(cfg.rpc_url, timeout=cfg.request_timeout, client=http) as chain,
+    ):
+        yield chain
+
+
 async def watch_signals(cancel_scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -84,8 +110,9 @@ async def run(
     log.info(
         "starting",
         version=__version__,
-        rpc_url=cfg.rpc_url,
-        registry_url=cfg.registry_url,
+        rpc_url=redact_url(cfg.rpc_url, keep_path=True),
+        rpc_basic_auth=cfg.rpc_auth is not None,
+        registry_url=redact_url(cfg.registry_url, keep_path=True),
         repository=cfg.repo_path,
         source_prefix=cfg.source_prefix,
         target_prefix=cfg.target_prefix,
@@ -94,7 +121,7 @@ async def run(
         overwrite_target=cfg.overwrite_target,
     )
     async with (
-        ChainClient(cfg.rpc_url, timeout=cfg.request_timeout) as chain,
+        chain_client(cfg) as chain,
         registry_client(cfg, metrics) as registry,
     ):
         poller = Poller(cfg, chain, state, metrics, queue, wakeup)
@@ -133,7 +160,11 @@ def main(cfg: Config) -> int:
     configure(cfg.log_level, cfg.log_format)
     try:
         trio.run(run, cfg)
-    except Exception:
+    except Exception as exc:
+        listen = ops.find_error(exc, ops.ListenError)
+        if listen is not None:  # an operator error: one line, no exception dump
+            log.error(str(listen), host=listen.host, port=listen.port, reason=listen.reason)
+            return 1
         log.exception("crashed")
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

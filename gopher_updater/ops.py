@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import hypercorn.config
 import hypercorn.trio
@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from gopher_updater.metrics import Metrics
 from gopher_updater.state import State
 
+E = TypeVar("E", bound=BaseException)
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
@@ -70,6 +71,43 @@ def shield_send(app: ASGIApp) -> ASGIApp:
     return wrapped
 
 
+class ListenError(Exception):
+    """The ops endpoints could not bind: an operator error (port taken, address not local).
+
+    Raised instead of the OSError Hypercorn lets escape (nested in exception groups), so the
+    daemon can print one line naming the address rather than a crash dump.
+    """
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host, self.port, self.reason = host, port, reason
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(f"cannot listen on {address}: {reason}")
+
+
+def find_error(exc: BaseException, kind: type[E]) -> E | None:
+    """The first `kind` in `exc` or, depth first, in the exception groups around it."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_error(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
+class _Started:
+    """A task_status that remembers whether started() was called (bind done)."""
+
+    def __init__(self, status: trio.TaskStatus[list[str]]) -> None:
+        self.status = status
+        self.called = False
+
+    def started(self, value: Any = None) -> None:
+        self.called = True
+        self.status.started(value)
+
+
 async def serve(
     app: QuartTrio,
     host: str,
@@ -78,7 +116,10 @@ async def serve(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until `shutdown` is set; started() with the bound URLs (port 0 resolves)."""
+    """Serve until `shutdown` is set; started() with the bound URLs (port 0 resolves).
+
+    A failure before started() (the bind) raises `ListenError`.
+    """
     config = hypercorn.config.Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = 1.0
@@ -87,10 +128,18 @@ async def serve(
     # A logger, not "-": Hypercorn then adds no handler of its own and its records come out
     # through ours, in the daemon's log format.
     config.errorlog = logging.getLogger("hypercorn.error")
-    await hypercorn.trio.serve(
-        shield_send(app),  # type: ignore[arg-type]
-        config,
-        shutdown_trigger=shutdown.wait,
-        task_status=task_status,
-        mode="asgi",
-    )
+    status = _Started(task_status)
+    try:
+        await hypercorn.trio.serve(
+            shield_send(app),  # type: ignore[arg-type]
+            config,
+            shutdown_trigger=shutdown.wait,
+            task_status=status,
+            mode="asgi",
+        )
+    except Exception as exc:
+        error = None if status.called else find_error(exc, OSError)
+        if error is None:
+            raise
+        reason = (error.strerror or str(error) or type(error).__name__).lower()
+        raise ListenError(host, port, reason) from None

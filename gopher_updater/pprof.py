@@ -8,8 +8,12 @@
   await stack (the goroutine dump's equivalent).
 - `threads`: every thread's stack (`sys._current_frames()`).
 - `heap`: top allocations from tracemalloc. Tracing starts on demand only (at boot it slows
-  start-up many times over); snapshots are processed in a worker thread so the event loop
-  never stalls.
+  start-up many times over) and stops again after the snapshot (`keep=1` keeps it on): left
+  running, it costs memory and CPU on every allocation for the rest of the process's life,
+  so one visit could otherwise degrade the daemon for good. Snapshots are processed in a
+  worker thread so the event loop never stalls.
+
+Every query value is checked: a bad one is a 400 that says what is expected, never a 500.
 
 Pages show code locations only, never local variables, so no secret can leak through them.
 """
@@ -17,6 +21,7 @@ Pages show code locations only, never local variables, so no secret can leak thr
 from __future__ import annotations
 
 import gzip
+import re
 import sys
 import threading
 import traceback
@@ -30,6 +35,8 @@ if TYPE_CHECKING:
     from pyinstrument import Profiler
 
 MAX_PROFILE_SECONDS = 60.0
+MAX_HEAP_LIMIT = 500
+_FLAGS = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
 _busy = False
 
 pprof = Blueprint("pprof", __name__, url_prefix="/debug/pprof")
@@ -41,13 +48,35 @@ _INDEX = """<!doctype html><html><head><title>/debug/pprof/</title></head><body>
  <a href="profile?seconds=5&format=pprof">pprof</a>)</li>
 <li><a href="tasks">tasks</a> trio task tree with await stacks (like goroutine?debug=2)</li>
 <li><a href="threads">threads</a> stacks of every thread</li>
-<li><a href="heap">heap</a> top allocations (tracemalloc; starts tracing on first visit,
- <a href="heap?stop=1">stop</a>)</li>
+<li><a href="heap">heap</a> top allocations (tracemalloc; the first visit starts tracing, the
+ next shows the snapshot and stops it; <a href="heap?keep=1">keep=1</a> keeps tracing on,
+ <a href="heap?stop=1">stop</a>; <code>limit=N</code>, 1-500)</li>
 </ul></body></html>"""
 
 
 def _text(body: str, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="text/plain")
+
+
+class BadQuery(ValueError):
+    """A query parameter that cannot be used; the message is the 400's body."""
+
+
+def _flag(name: str) -> bool:
+    """`?name`, `?name=1` or `?name=true` -> True; absent, `0` or `false` -> False."""
+    if name in request.args and not request.args[name].strip():
+        return True
+    value = request.args.get(name, "").strip().lower()
+    if value not in _FLAGS:
+        raise BadQuery(f"{name} must be 1/0/true/false\n")
+    return _FLAGS[value]
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    value = request.args.get(name, "").strip() or str(default)
+    if re.fullmatch(r"[0-9]{1,6}", value) is None or not low <= int(value) <= high:
+        raise BadQuery(f"{name} must be an integer in [{low}, {high}]\n")
+    return int(value)
 
 
 @pprof.get("/")
@@ -143,14 +172,24 @@ def _heap_report(limit: int) -> str:
 
 @pprof.get("/heap")
 async def heap() -> Response:
-    if request.args.get("stop"):
+    try:
+        stop, keep = _flag("stop"), _flag("keep")
+        limit = _int("limit", 50, 1, MAX_HEAP_LIMIT)
+    except BadQuery as exc:
+        return _text(str(exc), 400)
+    if stop:
         tracemalloc.stop()
         return _text("tracemalloc stopped\n")
     if not tracemalloc.is_tracing():
         tracemalloc.start(10)
         return _text("tracemalloc started now; reload this page for the top allocations\n")
-    limit = min(int(request.args.get("limit", "50") or 50), 500)
-    return _text(await trio.to_thread.run_sync(_heap_report, limit))
+    try:
+        report = await trio.to_thread.run_sync(_heap_report, limit)
+    finally:
+        if not keep:
+            tracemalloc.stop()
+    note = "tracing kept on (keep=1)" if keep else "tracing stopped; reload to start it again"
+    return _text(f"{report}\n{note}\n")
 
 
 # --- pprof protobuf (profile.proto), just enough for `go tool pprof` -----------------------

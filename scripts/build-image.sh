@@ -158,6 +158,20 @@ run_in gopher-updater --help >/dev/null || die "--help failed"
 log "smoke: gopher-updater --version"
 run_in gopher-updater --version || die "--version failed"
 
+log "smoke: no pip and no test rig in the image"
+if run_in sh -c 'command -v pip || command -v pip3 || python3 -c "import pip"' >/dev/null 2>&1; then
+    die "the runtime image still carries pip"
+fi
+if run_in python3 -c "import gopher_updater.testing" >/dev/null 2>&1; then
+    die "the runtime image still carries gopher_updater.testing"
+fi
+set +e
+demo_err=$(run_in gopher-updater demo 2>&1 >/dev/null)
+demo_rc=$?
+set -e
+[[ $demo_rc != 0 ]] || die "demo succeeded without the test rig?"
+if grep -q 'Traceback' <<<"$demo_err"; then die "demo printed a traceback: $demo_err"; fi
+
 log "smoke: gopher-updater check without configuration must fail cleanly"
 set +e
 check_err=$(run_in gopher-updater check 2>&1 >/dev/null)
@@ -214,6 +228,10 @@ if [[ -z $healthy ]]; then
     sed 's/^/    /' "$WORK_DIR/smoke-run.log" >&2 || true
     die "daemon did not answer /healthz on a read-only root (log: $WORK_DIR/smoke-run.log)"
 fi
+log "smoke: gopher-updater healthcheck (the image's HEALTHCHECK) sees the daemon"
+HTTP_HOST=127.0.0.1 HTTP_PORT="$SMOKE_PORT" chroot --userspec=10001:10001 "$mnt" /usr/bin/env \
+    PATH=/opt/venv/bin:/usr/bin:/bin gopher-updater healthcheck \
+    || die "gopher-updater healthcheck failed against a healthy daemon"
 log "smoke: SIGTERM must stop the daemon with status 0 within terminationGracePeriodSeconds (10 s)"
 kill -TERM "$(cat "$pidfile")"
 for _ in $(seq 1 20); do

@@ -11,19 +11,23 @@ import base64
 import json
 import math
 import socket
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
+import httpx
 import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gopher_updater import chain_json, rule
+from gopher_updater import chain, chain_gov, chain_json, rule
 from gopher_updater.chain import (
     ChainClient,
     ChainError,
     ChainHTTPError,
+    ChainInvalidRequest,
     ChainMalformed,
     ChainTimeout,
     ChainUnreachable,
@@ -36,9 +40,11 @@ from gopher_updater.model import (
     RetagJob,
     UpgradeProposal,
 )
+from gopher_updater.testing import chainsim_proposals
 from gopher_updater.testing.chainsim import ChainSim, Fault
 
 TIMEOUT = 0.5
+BLOCKS_LATEST_PATH = "/cosmos/base/tendermint/v1beta1/blocks/latest"
 MARGIN = 0.75  # scheduling slack on a loaded 2-core CI box
 UPGRADE_TYPES = {
     "/cosmos.upgrade.v1beta1.MsgSoftwareUpgrade",
@@ -506,3 +512,290 @@ def test_mutated_capture_raises_only_malformed_json(
     except chain_json.MalformedJSON:
         return
     assert all(p.plan.height > 0 for p in page.upgrades)
+
+
+# --- hostile chain data never escapes as anything but ChainError (issue 9.3) --------------
+
+BAD_NAMES = ["", "v1\x00", "v1\nv2", "\x7f", "v\ud800", "x" * 5000, "é" * 600]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=range(len(BAD_NAMES)))
+async def test_unusable_plan_name_is_refused_before_sending(chain: ChainSim, name: str) -> None:
+    async with ChainClient(chain.url, timeout=5) as client:
+        with pytest.raises(ChainInvalidRequest) as caught:
+            await client.applied_height(name)
+    assert caught.value.endpoint == "/cosmos/upgrade/v1beta1/applied_plan/{name}"
+    assert caught.value.origin == chain.url
+    assert chain.stats_total().requests == 0
+
+
+async def test_awkward_plan_names_reach_the_lcd_as_one_segment(chain: ChainSim) -> None:
+    names = ["a/../../current_plan", "v2?x=1", "v2#frag", "%2e%2e", "日本 v3", "...", "x" * 900]
+    for i, name in enumerate(names):
+        chain.applied[name] = 7000 + i
+    async with ChainClient(chain.url, timeout=5) as client:
+        answers = [await client.applied_height(name) for name in names]
+    assert answers == [chain.applied[name] for name in names]
+    assert chain.stats["applied_plan"].requests == len(names)
+    assert chain.stats["current_plan"].requests == 0
+
+
+def mock_client(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+def page_body(ids: list[int], next_key: str | None) -> bytes:
+    items = [
+        chainsim_proposals.make_v1_proposal(i, ProposalStatus.PASSED, None, "text") for i in ids
+    ]
+    return json.dumps({"proposals": items, "pagination": {"next_key": next_key}}).encode()
+
+
+@pytest.mark.parametrize(
+    "next_key",
+    ["AA\x00AA==", "not base64!", "QUFB" * 1000, "\ud800", "AAAAAAAAA x0="],
+    ids=["nul", "junk", "huge", "surrogate", "space"],
+)
+async def test_hostile_next_key_is_malformed(next_key: str) -> None:
+    bodies = [page_body([1], next_key)]
+    async with (
+        mock_client(lambda _r: httpx.Response(200, content=bodies[0])) as http,
+        ChainClient("http://lcd.test:1317", timeout=5, client=http) as client,
+    ):
+        with pytest.raises(ChainMalformed, match="next_key") as caught:
+            await client.upgrade_proposals()
+    assert caught.value.origin == "http://lcd.test:1317"
+
+
+async def test_repeated_next_key_ends_the_walk() -> None:
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, content=page_body([len(requests)], "AAAAAAAAAAE="))
+
+    async with (
+        mock_client(handler) as http,
+        ChainClient("http://lcd.test", timeout=5, client=http) as client,
+    ):
+        with pytest.raises(ChainMalformed, match="loops"):
+            await client.newest_upgrade_proposals(ProposalStatus.PASSED)
+    assert len(requests) == 2  # the first page, then the page that repeated its key
+
+
+async def test_endless_fresh_next_keys_end_after_max_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chain_gov, "MAX_PAGES", 25)
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        key = base64.b64encode(len(requests).to_bytes(8, "big")).decode()
+        return httpx.Response(200, content=page_body([], key))
+
+    async with (
+        mock_client(handler) as http,
+        ChainClient("http://lcd.test", timeout=5, client=http) as client,
+    ):
+        with pytest.raises(ChainMalformed, match="pages"):
+            await client.upgrade_proposals()
+    assert len(requests) == chain_gov.MAX_PAGES
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_oversized_answer_is_malformed(declared: bool) -> None:
+    body = b'{"plan": null, "pad": "' + b"x" * chain.MAX_BODY + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 65536):
+            yield body[i : i + 65536]
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        if declared:
+            return httpx.Response(200, content=body)
+        return httpx.Response(200, content=chunks())  # no Content-Length: read, then refused
+
+    async with (
+        mock_client(handler) as http,
+        ChainClient("http://lcd.test", timeout=5, client=http) as client,
+    ):
+        with pytest.raises(ChainMalformed, match="larger than"):
+            await client.current_plan()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b'{"plan": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001,
+        b'{"height": "1' + b"0" * 50_000 + b'"}',
+        b'{"height": 1' + b"0" * 50_000 + b"}",
+        b'{"height": NaN}',
+        b'{"height": 1e999}',
+        b'{"height": "-5"}',
+        b"\xff\xfe",
+    ],
+    ids=["deep-list", "deep-object", "huge-string", "huge-int", "nan", "inf", "negative", "bytes"],
+)
+async def test_hostile_bodies_are_malformed(body: bytes) -> None:
+    async with (
+        mock_client(lambda _r: httpx.Response(200, content=body)) as http,
+        ChainClient("http://lcd.test", timeout=5, client=http) as client,
+    ):
+        for ask in (client.current_plan, client.latest_height, client.upgrade_proposals):
+            with pytest.raises(ChainMalformed):
+                await ask()
+        with pytest.raises(ChainMalformed):
+            await client.applied_height("v2")
+
+
+async def test_error_body_nested_deeply_is_still_an_http_error() -> None:
+    body = b'{"message": ' + b"[" * 100_000
+    async with (
+        mock_client(lambda _r: httpx.Response(500, content=body)) as http,
+        ChainClient("http://lcd.test", timeout=5, client=http) as client,
+    ):
+        with pytest.raises(ChainHTTPError) as caught:
+            await client.current_plan()
+    assert caught.value.status == 500 and caught.value.code is None
+
+
+# --- credentials (RPC_URL with userinfo, or explicit auth) -------------------------------
+
+
+async def test_auth_is_sent_on_every_request_and_never_shown() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        if request.url.path.endswith("blocks/latest"):
+            return httpx.Response(503, json={"code": 14, "message": "unavailable"})
+        return httpx.Response(200, json={"plan": None, "proposals": [], "height": "0"})
+
+    auth = httpx.BasicAuth("gopher", "s3cret-pw")
+    expected = auth._auth_header
+    for url, kwargs in (
+        ("https://lcd.test", {"auth": auth}),
+        ("https://gopher:s3cret-pw@lcd.test", {}),
+    ):
+        seen.clear()
+        async with (
+            mock_client(handler) as http,
+            ChainClient(url, timeout=5, client=http, **kwargs) as client,
+        ):
+            await client.current_plan()
+            await client.applied_height("v2")
+            await client.upgrade_proposals()
+            with pytest.raises(ChainHTTPError) as caught:
+                await client.latest_height()
+        assert seen == [expected] * 4
+        assert client.origin == "https://lcd.test:443"
+        assert str(caught.value).startswith(f"{BLOCKS_LATEST_PATH} on https://lcd.test:443: ")
+        assert "s3cret" not in str(caught.value) and "gopher" not in repr(caught.value)
+
+
+# --- governance listings resume from the previous one (issue 13.6) ------------------------
+
+
+def old_upgrades_chain(n: int, upgrades: dict[int, Plan]) -> ChainSim:
+    """`n` passed proposals; only the ids in `upgrades` carry a plan (the worst case)."""
+    sim = ChainSim(height=1000, block_time=math.inf)
+    for pid in range(1, n + 1):
+        plan = upgrades.get(pid)
+        sim.add_proposal(pid, ProposalStatus.PASSED, plan, encoding="v1" if plan else "text")
+    return sim
+
+
+def newest(upgrades: dict[int, Plan], want: int) -> tuple[UpgradeProposal, ...]:
+    ordered = sorted(upgrades.items(), reverse=True)[:want]
+    return tuple(UpgradeProposal(pid, ProposalStatus.PASSED, plan) for pid, plan in ordered)
+
+
+async def test_second_listing_stops_at_the_first(nursery: trio.Nursery) -> None:
+    n, page_limit = 2000, 20
+    upgrades = {1: Plan("v2", 2000), 2: Plan("v3", 3000), 3: Plan("v4", 4000)}
+    sim = old_upgrades_chain(n, upgrades)
+    await nursery.start(sim.run)
+    async with ChainClient(sim.url, timeout=5) as client:
+        first = await client.newest_upgrades(ProposalStatus.PASSED, want=3, page_limit=page_limit)
+        full = sim.stats_total()
+        assert first.upgrades == newest(upgrades, 3)
+        assert (first.newest_id, first.pages, full.requests) == (n, n // page_limit, first.pages)
+        sim.reset_stats()
+        second = await client.newest_upgrades(
+            ProposalStatus.PASSED, want=3, page_limit=page_limit, since=first
+        )
+        assert second.upgrades == first.upgrades
+        assert (second.pages, sim.stats_total().requests) == (1, 1)
+        assert sim.stats_total().bytes_out * 50 < full.bytes_out
+        # A new upgrade passes: found on the first page, merged with what was known.
+        upgrades[n + 1] = Plan("v5", 5000)
+        sim.add_proposal(n + 1, ProposalStatus.PASSED, upgrades[n + 1])
+        sim.reset_stats()
+        third = await client.newest_upgrades(
+            ProposalStatus.PASSED, want=3, page_limit=page_limit, since=second
+        )
+        assert third.upgrades == newest(upgrades, 3)
+        assert (third.newest_id, sim.stats_total().requests) == (n + 1, 1)
+
+
+async def test_listing_reaches_down_to_reopened_proposals(nursery: trio.Nursery) -> None:
+    n, page_limit, late = 300, 20, 150
+    upgrades = {1: Plan("v2", 2000)}
+    sim = old_upgrades_chain(n, upgrades)
+    sim.add_proposal(late, ProposalStatus.VOTING_PERIOD, Plan("v9", 9000))
+    await nursery.start(sim.run)
+    async with ChainClient(sim.url, timeout=5) as client:
+        first = await client.newest_upgrades(ProposalStatus.PASSED, want=2, page_limit=page_limit)
+        voting = await client.upgrade_proposals(ProposalStatus.VOTING_PERIOD)
+        assert first.upgrades == newest(upgrades, 2)
+        assert [p.id for p in voting] == [late]
+        # The voting upgrade passes after younger proposals did: below `newest_id`.
+        upgrades[late] = Plan("v9", 9000)
+        sim.add_proposal(late, ProposalStatus.PASSED, upgrades[late])
+        sim.reset_stats()
+        second = await client.newest_upgrades(
+            ProposalStatus.PASSED,
+            want=2,
+            page_limit=page_limit,
+            since=first,
+            reopen=frozenset(p.id for p in voting),
+        )
+    assert second.upgrades == newest(upgrades, 2)
+    assert sim.stats_total().requests == math.ceil((n - late + 1) / page_limit)
+    assert second.pages < first.pages
+
+
+@pytest.mark.parametrize("change", ["status", "want", "voting", "reset"])
+async def test_listing_that_cannot_resume_walks_in_full(nursery: trio.Nursery, change: str) -> None:
+    n, page_limit = 200, 20
+    upgrades = {1: Plan("v2", 2000), 2: Plan("v3", 3000)}
+    sim = old_upgrades_chain(n, upgrades)
+    await nursery.start(sim.run)
+    async with ChainClient(sim.url, timeout=5) as client:
+        first = await client.newest_upgrades(ProposalStatus.PASSED, want=1, page_limit=page_limit)
+        status, want = ProposalStatus.PASSED, 1
+        if change == "status":
+            status = ProposalStatus.REJECTED
+        elif change == "want":
+            want = 2
+        elif change == "voting":
+            status = ProposalStatus.VOTING_PERIOD
+            first = attrs.evolve(first, status=status)
+        else:  # the LCD now serves a younger chain (a testnet reset): ids went down
+            sim = old_upgrades_chain(n // 2, upgrades)
+            await nursery.start(sim.run)
+        sim.reset_stats()
+        async with ChainClient(sim.url, timeout=5) as fresh:
+            again = await fresh.newest_upgrades(
+                status, want=want, page_limit=page_limit, since=first
+            )
+    expected = newest(upgrades, want) if status == ProposalStatus.PASSED else ()
+    assert again.upgrades == expected
+    assert again.pages == sim.stats_total().requests
+    assert again.pages == math.ceil(sim_ids(sim, status) / page_limit)
+
+
+def sim_ids(sim: ChainSim, status: ProposalStatus) -> int:
+    """How many proposals the sim lists with `status` (what a full walk must read)."""
+    items = sim.gov.v1.values()
+    return sum(1 for item in items if item["status"] == f"PROPOSAL_STATUS_{status.name}") or 1

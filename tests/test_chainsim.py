@@ -4,6 +4,7 @@ and the SDK's rules with a plain httpx client over real loopback HTTP."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import urllib.parse
@@ -583,3 +584,190 @@ async def test_stats_count_requests_and_exact_bytes(chain: ChainSim) -> None:
     assert total.requests == 3
     assert total.bytes_out > len(received) + 100_000
     assert chain.stats["unknown"].requests == 1
+
+
+# --- several nodes of one chain (issue 13.7) ---------------------------------------------
+
+
+async def heights_of(url: str) -> tuple[int, int]:
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        return await get_height(http)
+
+
+async def test_endpoints_are_separate_servers_with_their_own_stats(chain: ChainSim) -> None:
+    second = await chain.add_endpoint()
+    third = await chain.add_endpoint(height_header="X-Cosmos-Block-Height")
+    urls = [endpoint.url for endpoint in chain.endpoints]
+    assert urls[0] == chain.url and len(set(urls)) == 3
+    chain.advance(3)
+    async with httpx.AsyncClient(base_url=second.url, timeout=5) as http:
+        for _ in range(4):
+            assert (await http.get(CURRENT_PLAN)).json() == {"plan": None}
+        assert await get_height(http) == (chain.height, chain.app_height)
+    async with httpx.AsyncClient(base_url=third.url, timeout=5) as http:
+        response = await http.get(CURRENT_PLAN)
+        assert response.headers["X-Cosmos-Block-Height"] == str(chain.app_height)
+    assert second.stats["current_plan"].requests == 4
+    assert second.stats["blocks_latest"].requests == 1
+    assert third.stats_total().requests == 1
+    assert chain.stats_total().requests == 0  # the first node saw none of it
+    assert second.connections == 1
+
+
+async def test_lagging_endpoint_shows_the_chain_blocks_behind(chain: ChainSim) -> None:
+    lag = 2
+    behind = await chain.add_endpoint(lag=lag)
+    start = chain.height
+    chain.advance(5)
+    assert await heights_of(behind.url) == (chain.height - lag, chain.height - lag)
+    halt = chain.height + 3
+    chain.schedule_plan("v2", halt)
+    async with httpx.AsyncClient(base_url=behind.url, timeout=5) as http:
+        assert (await http.get(CURRENT_PLAN)).json() == {"plan": None}  # not yet seen
+        chain.advance(lag)
+        assert (await http.get(CURRENT_PLAN)).json()["plan"]["name"] == "v2"
+        chain.advance(10)  # to the halt; the lagging node stays `lag` blocks short of it
+        assert chain.height == halt
+        assert await get_height(http) == (halt - lag, halt - lag)
+        chain.apply_plan()
+        applied = "/cosmos/upgrade/v1beta1/applied_plan/v2"
+        assert (await http.get(applied)).json() == {"height": "0"}  # not applied there yet
+        chain.advance(lag)
+        assert (await http.get(applied)).json() == {"height": str(halt)}
+        assert (await http.get(CURRENT_PLAN)).json() == {"plan": None}
+    assert await heights_of(chain.url) == (chain.height, chain.height)
+    assert chain.height == start + 5 + 3 + lag
+
+
+async def test_delayed_endpoint_catches_up_once_the_chain_halts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    block_time, delay = 6.0, 15.0
+    sim = ChainSim(height=100, block_time=block_time)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        await trio.sleep(60.5)
+        blocks_behind = math.ceil(delay / block_time)
+        assert sim.view(delay=delay).height in (sim.height - blocks_behind, sim.height - 2)
+        halt = sim.height + 2
+        sim.schedule_plan("v2", halt)
+        await sim.wait_until(lambda s: s.halted)
+        assert sim.view(delay=delay).height < halt
+        await trio.sleep(delay)
+        view = sim.view(delay=delay)
+        assert (view.height, view.app_height, view.plan) == (halt, halt - 1, sim.plan)
+        nursery.cancel_scope.cancel()
+
+
+async def test_endpoint_goes_down_and_comes_back_on_its_port(chain: ChainSim) -> None:
+    other = await chain.add_endpoint()
+    async with httpx.AsyncClient(timeout=5) as http:
+        assert (await http.get(other.url + CURRENT_PLAN)).status_code == 200
+        other.go_down()
+        assert not other.up
+        with pytest.raises((httpx.ConnectError, httpx.RemoteProtocolError)):
+            await http.get(other.url + CURRENT_PLAN)  # the kept-alive connection was dropped
+        with pytest.raises(httpx.ConnectError):
+            await http.get(other.url + CURRENT_PLAN)  # and the port refuses new ones
+        assert (await http.get(chain.url + CURRENT_PLAN)).status_code == 200
+        await other.come_up()
+        assert other.up
+        assert (await http.get(other.url + CURRENT_PLAN)).status_code == 200
+    assert other.stats["current_plan"].requests == 2  # the refused one never arrived
+
+
+async def test_endpoint_down_at_a_height_for_a_while(nursery: trio.Nursery) -> None:
+    sim = ChainSim(height=10, block_time=0.05)
+    await nursery.start(sim.run)
+    flaky = await sim.add_endpoint()
+    forever = await sim.add_endpoint()
+    flaky.down_at(14, duration=0.3)
+    forever.down_at(14)
+    await sim.wait_until(lambda s: s.height >= 14)
+    with trio.fail_after(2):
+        await flaky.wait_up(False)
+        await forever.wait_up(False)
+    async with httpx.AsyncClient(timeout=5) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(flaky.url + CURRENT_PLAN)
+        down_since = trio.current_time()
+        with trio.fail_after(3):
+            await flaky.wait_up()
+        assert trio.current_time() - down_since >= 0.2
+        assert (await http.get(flaky.url + CURRENT_PLAN)).status_code == 200
+        await trio.sleep(0.1)
+        with pytest.raises(httpx.ConnectError):
+            await http.get(forever.url + CURRENT_PLAN)
+
+
+async def test_fault_501_and_hang_are_per_endpoint(chain: ChainSim, fixtures_dir: Path) -> None:
+    old = await chain.add_endpoint()
+    hung = await chain.add_endpoint()
+    old.set_fault("current_plan", Fault.HTTP_501)
+    hung.set_fault("*", Fault.HANG)
+    async with httpx.AsyncClient(timeout=0.3) as http:
+        response = await http.get(old.url + CURRENT_PLAN)
+        assert response.status_code == 501
+        assert response.json() == fixture_json(fixtures_dir, "error_not_implemented.json")
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(hung.url + BLOCKS_LATEST)
+        assert (await http.get(chain.url + CURRENT_PLAN)).status_code == 200
+        assert (await http.get(old.url + BLOCKS_LATEST)).status_code == 200
+
+
+# --- the restart on the new binary, block times ------------------------------------------
+
+
+async def test_new_binary_applies_the_plan_after_a_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    block_time, restart = 6.0, 45.0
+    sim = ChainSim(height=100, block_time=block_time, upgrade_after=restart)
+    halt = 103
+    sim.schedule_plan("v2", halt)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        start = trio.current_time()
+        await sim.wait_until(lambda s: s.halted)
+        halted_at = sim.height_reached_at[halt]
+        assert halted_at - start == pytest.approx(3 * block_time)
+        assert (sim.height, sim.app_height, sim.plan) == (halt, halt - 1, Plan("v2", halt))
+        await sim.wait_until(lambda s: s.plan is None)
+        assert trio.current_time() - halted_at == pytest.approx(restart)
+        assert (sim.applied, sim.app_height) == ({"v2": halt}, halt)
+        await sim.wait_until(lambda s: s.height > halt)
+        assert sim.height_reached_at[halt + 1] - halted_at == pytest.approx(restart + block_time)
+        nursery.cancel_scope.cancel()
+
+
+async def test_chain_that_never_resumes(autojump_clock: trio.testing.MockClock) -> None:
+    sim = ChainSim(height=100, block_time=6.0, upgrade_after=None)
+    sim.schedule_plan("v2", 102)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        await trio.sleep(3600)
+        assert (sim.height, sim.app_height, sim.plan, sim.applied) == (102, 101, sim.plan, {})
+        sim.upgrade_after = 10.0  # the operator finally rolls the pods
+        await trio.sleep(10.5)
+        assert (sim.plan, sim.applied) == (None, {"v2": 102})
+        nursery.cancel_scope.cancel()
+
+
+async def test_block_time_jitter_is_seeded_and_bounded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    block_time, jitter = 6.0, 0.2
+    gaps = []
+    for _ in range(2):
+        sim = ChainSim(height=1, block_time=block_time, block_jitter=jitter, seed=3)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sim.run)
+            await sim.wait_until(lambda s: s.height >= 41)
+            nursery.cancel_scope.cancel()
+        times = [sim.height_reached_at[h] for h in range(1, 42)]
+        gaps.append([b - a for a, b in itertools.pairwise(times)])
+    assert gaps[0] == pytest.approx(gaps[1])
+    assert all(block_time * (1 - jitter) <= g <= block_time * (1 + jitter) for g in gaps[0])
+    assert len({round(g, 6) for g in gaps[0]}) > 10
+    with pytest.raises(ValueError, match="block_jitter"):
+        ChainSim(block_jitter=1.5)

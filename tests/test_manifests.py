@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "containers"
 K8S = CONTAINERS / "k8s"
 FLUX = CONTAINERS / "flux"
+MONITORING = CONTAINERS / "monitoring"
 CONTAINERFILE = CONTAINERS / "Containerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 BUILD_SCRIPT = ROOT / "scripts" / "build-image.sh"
@@ -193,6 +194,10 @@ def image_user() -> int:
 def test_manifest_parses_and_names_its_object(path: Path) -> None:
     docs = load_docs(path)
     assert docs, f"{path} holds no document"
+    if path.name.endswith(".rules.yaml"):
+        # A plain Prometheus rules file (rule_files:), not a Kubernetes object.
+        assert [set(doc) for doc in docs] == [{"groups"}], path
+        return
     for doc in docs:
         assert {"apiVersion", "kind"} <= doc.keys(), f"{path}: {doc!r:.80}"
         if doc["kind"] != "Kustomization":
@@ -212,6 +217,12 @@ def test_the_manifest_directories_are_not_empty() -> None:
         "imagepolicy.yaml",
         "imageupdateautomation.yaml",
         "node-deployment.yaml",
+        "receiver.yaml",
+        "receiver-secret.example.yaml",
+    }
+    assert {p.name for p in MONITORING.glob("*.yaml")} >= {
+        "prometheusrule.yaml",
+        "gopher-updater.rules.yaml",
     }
 
 
@@ -533,3 +544,153 @@ def test_the_updater_polls_the_example_nodes_lcd_service() -> None:
     name, namespace, *_ = (url.hostname or "").split(".")
     assert (name, namespace) == (service["metadata"]["name"], service["metadata"]["namespace"])
     assert url.port in {p["port"] for p in service["spec"]["ports"]}
+
+
+# --- Flux: the Receiver gopher-updater nudges ----------------------------------------------
+
+
+def receiver() -> Doc:
+    return find_doc(FLUX / "receiver.yaml", "Receiver", APP)
+
+
+def flux_objects() -> dict[tuple[str, str, str, str], Doc]:
+    """Every object under containers/flux by (apiVersion, kind, namespace, name)."""
+    return {
+        (d["apiVersion"], d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
+        for path in sorted(FLUX.glob("*.yaml"))
+        for d in load_docs(path)
+    }
+
+
+def test_the_receiver_is_generic_hmac_with_the_example_secret() -> None:
+    spec = receiver()["spec"]
+    assert receiver()["apiVersion"] == "notification.toolkit.fluxcd.io/v1"
+    assert spec["type"] == "generic-hmac"
+    secret = find_doc(FLUX / "receiver-secret.example.yaml", "Secret")
+    assert spec["secretRef"]["name"] == secret["metadata"]["name"]
+    assert secret["metadata"]["namespace"] == receiver()["metadata"]["namespace"]
+    token = secret["stringData"]["token"]
+    # Used byte for byte by Flux and the daemon: a block scalar's newline would be part of it.
+    assert token and not token.endswith("\n")
+    assert secret["metadata"]["labels"]["reconcile.fluxcd.io/watch"] == "Enabled"
+
+
+def test_the_receiver_lists_the_image_repository_and_the_automations_git_repository() -> None:
+    objects = flux_objects()
+    automation = find_doc(FLUX / "imageupdateautomation.yaml", "ImageUpdateAutomation")
+    source = automation["spec"]["sourceRef"]
+    git_repository = (
+        source["kind"],
+        source["name"],
+        source.get("namespace", automation["metadata"]["namespace"]),
+    )
+    image_repository = find_doc(FLUX / "imagerepository.yaml", "ImageRepository")
+    listed = set()
+    for res in receiver()["spec"]["resources"]:
+        # The controller defaults apiVersion only for some kinds: always written here.
+        assert res["apiVersion"], res
+        key = (res["apiVersion"], res["kind"], res["namespace"], res["name"])
+        listed.add((res["kind"], res["name"], res["namespace"]))
+        # Either an object of containers/flux, or the GitRepository `flux bootstrap` made.
+        assert key in objects or (res["kind"], res["name"], res["namespace"]) == git_repository
+    assert listed == {
+        git_repository,
+        ("ImageRepository", image_repository["metadata"]["name"], "flux-system"),
+    }
+    assert (
+        image_policy()["spec"]["imageRepositoryRef"]["name"] == image_repository["metadata"]["name"]
+    )
+
+
+# --- issue 9: the image as the README says (no pip, no test rig, a healthcheck that works) --
+
+
+def build_stage() -> list[tuple[str, str]]:
+    return stages()[1]
+
+
+def test_the_test_rig_is_removed_before_the_wheel_is_built() -> None:
+    runs = " && ".join(args for kw, args in build_stage() if kw == "RUN")
+    removal = runs.find("rm -rf /src/gopher_updater/testing")
+    assert removal != -1, "gopher_updater/testing must not reach the image"
+    assert removal < runs.find("pip wheel"), "the rig must be gone before the wheel is built"
+    assert "find_spec('gopher_updater.testing') is None" in runs
+
+
+def test_the_runtime_image_carries_no_pip() -> None:
+    build_runs = " ".join(args for kw, args in build_stage() if kw == "RUN")
+    assert re.search(r"pip uninstall --yes pip setuptools wheel", build_runs)
+    runtime_runs = " ".join(args for kw, args in final_stage() if kw == "RUN")
+    for removed in ('"$site"/pip ', "/usr/local/bin/pip ", "ensurepip", "distutils-precedence.pth"):
+        assert removed in runtime_runs, f"the runtime stage keeps {removed.strip()}"
+    assert '! python3 -c "import pip"' in runtime_runs
+    # Nothing installs in the runtime stage: only the finished venv is copied in.
+    assert not re.search(r"\bpip3?\s+install\b", runtime_runs)
+    copies = [args for kw, args in final_stage() if kw == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"]
+
+
+def test_the_healthcheck_is_the_subcommand_that_reads_http_host() -> None:
+    check = one(final_stage(), "HEALTHCHECK")
+    command = json.loads(check.split("CMD", 1)[1])
+    assert command == ["gopher-updater", "healthcheck"]
+    assert "127.0.0.1" not in check, "a fixed loopback probe fails when HTTP_HOST is an address"
+
+
+@pytest.mark.parametrize(
+    ("bind", "probe"),
+    [
+        ("0.0.0.0", "127.0.0.1"),
+        ("::", "::1"),
+        ("127.0.0.2", "127.0.0.2"),
+        ("node.local", "node.local"),
+    ],
+)
+def test_healthcheck_probes_where_the_daemon_listens(bind: str, probe: str) -> None:
+    from gopher_updater.cli import probe_host
+
+    assert probe_host(bind) == probe
+
+
+@pytest.mark.parametrize(
+    ("bind", "serve_on"), [("0.0.0.0", "127.0.0.1"), ("127.0.0.2", "127.0.0.2")]
+)
+async def test_healthcheck_subcommand_against_a_served_app(bind: str, serve_on: str) -> None:
+    import trio
+
+    from gopher_updater import cli, ops
+    from gopher_updater.metrics import Metrics
+    from gopher_updater.state import State
+
+    app = ops.create_app(State(poll_interval=60), Metrics(), pprof_enabled=False)
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(ops.serve, app, serve_on, 0, shutdown)
+        port = urls[0].rsplit(":", 1)[1]
+        env = {"HTTP_HOST": bind, "HTTP_PORT": port}
+        assert await trio.to_thread.run_sync(cli.healthcheck, env) == 0
+        shutdown.set()
+    assert cli.healthcheck(env) == 1  # nothing listens any more
+
+
+def test_demo_without_the_test_rig_says_so_in_one_line() -> None:
+    code = (
+        "import sys; sys.modules['gopher_updater.testing'] = None; "
+        "from gopher_updater.cli import main; sys.exit(main(['demo']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert "gopher_updater.testing" in line and "does not include" in line
+
+
+def test_the_license_is_an_spdx_string_so_setuptools_does_not_warn() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    requires = pyproject["build-system"]["requires"]
+    assert "setuptools>=77" in requires, "SPDX license strings need setuptools >= 77"
+    labels = one(final_stage(), "LABEL")
+    assert 'org.opencontainers.image.licenses="Apache-2.0"' in labels

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import socket
 import time
+import tracemalloc
+from collections.abc import Iterator
 
+import pytest
 import trio
 
 from gopher_updater import ops
@@ -78,19 +81,111 @@ async def test_keepalive_client_does_not_hold_up_shutdown(nursery: trio.Nursery)
     assert trio.current_time() - started < 1.0
 
 
-def test_a_crash_exits_non_zero_and_is_logged(registry_none: RunningRegistry) -> None:
-    """A child that dies (here: the ops port is taken) ends the process with status 1."""
+def test_port_in_use_exits_with_one_line_naming_the_address(
+    registry_none: RunningRegistry,
+) -> None:
+    """A taken HTTP_PORT is an operator error: one line with host and port, no dump.
+
+    (This test used to assert the generic `crashed` event with the exception dump; issue 9
+    makes this case read as the operator error it is.) The same run checks the `starting`
+    line masks RPC_URL's userinfo.
+    """
     with socket.socket() as taken:
         port = free_port()
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        # The crash comes before the chain matters; an unreachable LCD URL will do.
-        env = daemon_env("http://127.0.0.1:9", registry_none, "me/node")
+        # The failure comes before the chain matters; an unreachable LCD URL will do.
+        env = daemon_env("http://lcd-user:rpc-s3cret@127.0.0.1:9", registry_none, "me/node")
         proc, _ = spawn_daemon(env, port=port)
         start = time.monotonic()
         out, err = proc.communicate(timeout=15)
     logs = (out + err).decode()
     assert proc.returncode == 1, logs[-2000:]
     assert time.monotonic() - start < 10
-    assert '"event": "crashed"' in logs
-    assert "Address already in use" in logs
+    lines = [line for line in logs.splitlines() if "cannot listen" in line]
+    assert len(lines) == 1, logs[-2000:]
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in lines[0]
+    assert "Traceback" not in logs and "ExceptionGroup" not in logs
+    assert "crashed" not in logs
+    starting = next(line for line in logs.splitlines() if '"event": "starting"' in line)
+    assert '"rpc_url": "http://127.0.0.1:9"' in starting
+    assert '"rpc_basic_auth": true' in starting
+    assert "rpc-s3cret" not in logs and "lcd-user" not in logs
+
+
+async def test_serve_raises_listen_error_for_a_taken_port(nursery: trio.Nursery) -> None:
+    app = ops.create_app(State(poll_interval=60), Metrics(), pprof_enabled=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            await nursery.start(ops.serve, app, "127.0.0.1", port, trio.Event())
+        except BaseException as exc:  # trio may wrap it in a group
+            error = ops.find_error(exc, ops.ListenError)
+        else:
+            error = None
+    assert error is not None
+    assert (error.host, error.port, error.reason) == ("127.0.0.1", port, "address already in use")
+
+
+# --- pprof: no query value gives a 500; tracing does not outlive the snapshot -------------
+
+
+async def _pprof_get(path: str) -> tuple[int, str]:
+    app = ops.create_app(State(poll_interval=60), Metrics(), pprof_enabled=True)
+    response = await app.test_client().get("/debug/pprof" + path)
+    return response.status_code, (await response.get_data()).decode()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "heap?limit=abc",
+        "heap?limit=-1",
+        "heap?limit=0",
+        "heap?limit=99999999999999999999",
+        "heap?limit=1.5",
+        "heap?keep=maybe",
+        "heap?stop=2",
+        "profile?seconds=abc",
+        "profile?seconds=-1",
+        "profile?seconds=0",
+        "profile?seconds=nan",
+        "profile?seconds=inf",
+        "profile?seconds=1e400",
+        "profile?seconds=86400",
+        "profile?seconds=1&format=svg",
+    ],
+)
+async def test_pprof_bad_query_values_are_400(query: str) -> None:
+    tracing = tracemalloc.is_tracing()
+    status, body = await _pprof_get("/" + query)
+    assert status == 400, body
+    last_parameter = query.rsplit("=", 1)[0].replace("?", "&").rsplit("&", 1)[1]
+    assert last_parameter in body
+    assert tracemalloc.is_tracing() == tracing
+
+
+@pytest.fixture
+def no_tracing() -> Iterator[None]:
+    tracemalloc.stop()
+    yield
+    tracemalloc.stop()
+
+
+@pytest.mark.usefixtures("no_tracing")
+async def test_heap_snapshot_stops_tracing_unless_kept() -> None:
+    status, body = await _pprof_get("/heap")
+    assert (status, tracemalloc.is_tracing()) == (200, True)
+    assert "started" in body
+    status, body = await _pprof_get("/heap?limit=3")
+    assert status == 200 and "traced: current" in body
+    assert not tracemalloc.is_tracing()
+
+    await _pprof_get("/heap")
+    status, body = await _pprof_get("/heap?keep=1")
+    assert status == 200 and "traced: current" in body
+    assert tracemalloc.is_tracing()
+    status, _ = await _pprof_get("/heap?stop=1")
+    assert (status, tracemalloc.is_tracing()) == (200, False)

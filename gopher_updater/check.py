@@ -14,7 +14,7 @@ from gopher_updater.chain import ChainError
 from gopher_updater.config import Config
 from gopher_updater.daemon import chain_client, registry_client
 from gopher_updater.duration import format_seconds
-from gopher_updater.registry import RegistryError
+from gopher_updater.registry_errors import RegistryError
 from gopher_updater.urls import redact_url
 
 OK, BAD, INFO = "ok  ", "FAIL", "    "

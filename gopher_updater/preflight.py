@@ -21,7 +21,7 @@ import trio
 from gopher_updater.logs import get_logger
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Digest
-from gopher_updater.registry import RegistryError
+from gopher_updater.registry_errors import RegistryError
 from gopher_updater.rule import Tags, TagScheme
 from gopher_updater.state import ChainView, GovernanceView, Preflight, RegistryView, Wakeup
 

@@ -5,51 +5,53 @@ target tag, so the digest (and every signature keyed by it) is preserved. HEADs 
 because they are free on Docker Hub's pull limit and make the operation idempotent.
 
 Every HTTP exchange is bounded by `timeout` (a trio cancel scope around the whole request,
-body included) and retried by stamina on connection errors, timeouts, 408/429/5xx, waiting
-what `Retry-After` (or Docker Hub's exhausted rate-limit window) asks when it says so. Every
-public call is bounded as a whole by `deadline`.
+body included) and retried by stamina on connection errors, timeouts, 408/429/5xx; how long
+it waits is `registry_retry`'s budget (Retry-After honoured within a floor and a ceiling).
+Every public call is bounded as a whole by `deadline`. Bodies are read within bounds by the
+auth flow (`registry_body`); errors and their parsers are in `registry_errors`.
+
+The client keeps no per-call data on itself: what a call learns (its last transient error)
+lives in a `CallScope` in that call's frame, so concurrent calls never see each other's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
-import attrs
 import httpx
 import stamina
 import trio
 
-from gopher_updater.manifest import ACCEPT as ACCEPT
-from gopher_updater.manifest import DOCKER_HUB_HOSTS
-from gopher_updater.manifest import MEDIA_TYPES as MEDIA_TYPES
-from gopher_updater.manifest import Manifest as Manifest
-from gopher_updater.manifest import Outcome as Outcome
-from gopher_updater.manifest import RetagOutcome as RetagOutcome
-from gopher_updater.manifest import normalize_repository as normalize_repository
-from gopher_updater.manifest import sha256_digest as sha256_digest
+from gopher_updater.logs import get_logger
+from gopher_updater.manifest import (
+    ACCEPT,
+    DOCKER_HUB_HOSTS,
+    MEDIA_TYPES,
+    Manifest,
+    Outcome,
+    RetagOutcome,
+    normalize_repository,
+    sha256_digest,
+)
 from gopher_updater.model import Digest, is_valid_tag
-from gopher_updater.registry_auth import DigestMismatch as DigestMismatch
-from gopher_updater.registry_auth import ManifestUnknown as ManifestUnknown
-from gopher_updater.registry_auth import RegistryAuth, error_for_response
-from gopher_updater.registry_auth import RegistryAuthError as RegistryAuthError
-from gopher_updater.registry_auth import RegistryError as RegistryError
-from gopher_updater.registry_auth import RegistryRequestError as RegistryRequestError
-from gopher_updater.registry_auth import RegistryUnavailable as RegistryUnavailable
+from gopher_updater.registry_auth import RegistryAuth
+from gopher_updater.registry_body import MAX_MANIFEST_BYTES, loads_bounded
+from gopher_updater.registry_errors import (
+    DigestMismatch,
+    ManifestUnknown,
+    RegistryAuthError,
+    RegistryError,
+    RegistryRequestError,
+    RegistryTLSError,
+    RegistryUnavailable,
+    error_for_response,
+    parse_ratelimit,
+)
+from gopher_updater.registry_retry import Backoff, CallScope, RetryPolicy, bounded_call
+from gopher_updater.safe_text import describe_cause, is_certificate_failure
 
-log = logging.getLogger(__name__)
-
-
-@attrs.frozen
-class RetryPolicy:
-    """Exponential backoff with additive jitter (stamina) when the registry gives no Retry-After."""
-
-    wait_initial: float = 0.5
-    wait_max: float = 10.0
-    wait_jitter: float = 0.5
+log = get_logger(__name__)
 
 
 def _check_tag(tag: str) -> None:
@@ -85,13 +87,14 @@ class RegistryClient:
         self.dry_run, self.overwrite_target = dry_run, overwrite_target
         self._on_request, self._retry = on_request, retry or RetryPolicy()
         self._auth = RegistryAuth(user=user, password=password, repository=self.repository)
-        self._last_transient: RegistryError | None = None
         self.request_count = 0
+        # trust_env (httpx's default) reads SSL_CERT_FILE / SSL_CERT_DIR: a private CA.
         self._http = httpx.AsyncClient(
             auth=self._auth,
             transport=transport,
             timeout=None,  # the trio cancel scope in _send_once is the one bound
             follow_redirects=False,
+            headers={"Accept-Encoding": "identity"},  # manifests are hashed byte for byte
             event_hooks={"request": [self._count], "response": [self._noted]},
         )
 
@@ -113,34 +116,33 @@ class RegistryClient:
         claim is read (unverified). An opaque token is trusted: the PUT will tell. Basic and
         anonymous registries cannot tell us more than "these credentials log in".
         """
-        op = "check_push_access"
-        with self._bounded(op, None):
-            await self._request(op, None, "GET", f"{self._base}/v2/")
+        with bounded_call(self._deadline, "check_push_access", None) as call:
+            await self._request(call, None, "GET", f"{self._base}/v2/")
         granted = self._auth.granted_actions()
         bearer = self._auth.scheme_for(httpx.URL(self._base)) == "bearer"
         if bearer and granted is not None and "push" not in granted:
             have = ",".join(sorted(granted)) or "nothing"
             raise RegistryAuthError(
                 f"credentials lack write access (token grants {have} on {self.repository})",
-                operation=op,
+                operation=call.operation,
             )
 
     async def digest(self, tag: str) -> Digest | None:
         """The tag's manifest digest by HEAD (free on Docker Hub's pull limit); None if absent."""
         _check_tag(tag)
-        with self._bounded("digest", tag):
-            return await self._digest("digest", tag)
+        with bounded_call(self._deadline, "digest", tag) as call:
+            return await self._digest(call, tag)
 
     async def get(self, tag: str) -> Manifest:
         _check_tag(tag)
-        with self._bounded("get", tag):
-            return await self._get("get", tag)
+        with bounded_call(self._deadline, "get", tag) as call:
+            return await self._get(call, tag)
 
     async def put(self, tag: str, manifest: Manifest) -> Digest:
         """PUT the exact bytes under `tag`; returns the digest (dry run: would-be digest)."""
         _check_tag(tag)
-        with self._bounded("put", tag):
-            return await self._put("put", tag, manifest)
+        with bounded_call(self._deadline, "put", tag) as call:
+            return await self._put(call, tag, manifest)
 
     async def retag(self, source_tag: str, target_tag: str) -> RetagOutcome:
         """Point `target_tag` at the manifest `source_tag` names: at most 5 requests when warm.
@@ -149,36 +151,36 @@ class RegistryClient:
         """
         _check_tag(source_tag)
         _check_tag(target_tag)
-        op = "retag"
 
         def result(outcome: Outcome, src: Digest | None, previous: Digest | None) -> RetagOutcome:
             return RetagOutcome(outcome, source_tag, target_tag, src, previous, self.dry_run)
 
-        with self._bounded(op, f"{source_tag}->{target_tag}"):
-            src = await self._digest(op, source_tag)
+        with bounded_call(self._deadline, "retag", f"{source_tag}->{target_tag}") as call:
+            src = await self._digest(call, source_tag)
             if src is None:
                 return result(Outcome.SOURCE_MISSING, None, None)
-            previous = await self._digest(op, target_tag)
+            previous = await self._digest(call, target_tag)
             if previous == src:
                 return result(Outcome.ALREADY_PROMOTED, src, previous)
             if previous is not None and not self.overwrite_target:
                 return result(Outcome.CONFLICT, src, previous)
             if self.dry_run:
-                log.info("dry run: would retag %s -> %s (%s)", source_tag, target_tag, src.short)
+                log.info("dry run: would retag", source_tag=source_tag, target_tag=target_tag,
+                         digest=src.value)  # fmt: skip
                 return result(Outcome.WOULD_PROMOTE, src, previous)
             try:
-                manifest = await self._get(op, source_tag)
+                manifest = await self._get(call, source_tag)
             except ManifestUnknown:
                 return result(Outcome.SOURCE_MISSING, None, previous)
             if manifest.digest != src:
-                log.warning("%s moved during the retag: %s -> %s", source_tag, src, manifest.digest)
+                log.warning("source moved during the retag", source_tag=source_tag,
+                            was=src.value, now=manifest.digest.value)  # fmt: skip
                 src = manifest.digest
-            await self._put(op, target_tag, manifest)
-            now = await self._digest(op, target_tag)
+            await self._put(call, target_tag, manifest)
+            now = await self._digest(call, target_tag)
             if now != src:
-                raise DigestMismatch(
-                    f"after the PUT the target is at {now}, not {src}", operation=op, tag=target_tag
-                )
+                raise DigestMismatch(f"after the PUT the target is at {now}, not {src}",
+                                     operation=call.operation, tag=target_tag)  # fmt: skip
             return result(Outcome.PROMOTED, src, previous)
 
     # -- operations (no deadline of their own) --------------------------------------------
@@ -186,9 +188,9 @@ class RegistryClient:
     def _url(self, ref: str) -> str:
         return f"{self._base}/v2/{self.repository}/manifests/{ref}"
 
-    async def _digest(self, op: str, tag: str) -> Digest | None:
+    async def _digest(self, call: CallScope, tag: str) -> Digest | None:
         try:
-            response = await self._request(op, tag, "HEAD", self._url(tag), accept=True)
+            response = await self._request(call, tag, "HEAD", self._url(tag), accept=True)
         except ManifestUnknown:
             return None
         header = response.headers.get("docker-content-digest", "")
@@ -197,76 +199,47 @@ class RegistryClient:
                 return Digest(header)
             except ValueError:
                 pass
-        return (await self._get(op, tag)).digest  # no usable header: hash the bytes
+        return (await self._get(call, tag)).digest  # no usable header: hash the bytes
 
-    async def _get(self, op: str, tag: str) -> Manifest:
-        response = await self._request(op, tag, "GET", self._url(tag), accept=True)
+    async def _get(self, call: CallScope, tag: str) -> Manifest:
+        response = await self._request(call, tag, "GET", self._url(tag), accept=True)
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in MEDIA_TYPES:
-            with contextlib.suppress(ValueError, AttributeError, TypeError):
-                media_type = str(json.loads(response.content).get("mediaType", media_type))
+            doc = loads_bounded(response.content, max_bytes=MAX_MANIFEST_BYTES)
+            declared = doc.get("mediaType") if isinstance(doc, dict) else None
+            media_type = declared if isinstance(declared, str) else media_type
         if media_type not in MEDIA_TYPES:
-            raise RegistryRequestError(
-                f"unsupported manifest media type {media_type[:80]!r}", operation=op, tag=tag
-            )
+            raise RegistryRequestError(f"unsupported manifest media type {media_type[:80]!r}",
+                                       operation=call.operation, tag=tag)  # fmt: skip
         manifest = Manifest.from_bytes(response.content, media_type)
-        self._check_digest(response, manifest.digest, op, tag)
+        self._check_digest(response, manifest.digest, call, tag)
         return manifest
 
-    async def _put(self, op: str, tag: str, manifest: Manifest) -> Digest:
+    async def _put(self, call: CallScope, tag: str, manifest: Manifest) -> Digest:
         digest = sha256_digest(manifest.content)  # never trust a hand-built Manifest's digest
         if self.dry_run:
-            log.info("dry run: would PUT %s as %s", digest.short, tag)
+            log.info("dry run: would PUT", tag=tag, digest=digest.value)
             return digest
         headers = {"Content-Type": manifest.media_type}
         response = await self._request(
-            op, tag, "PUT", self._url(tag), content=manifest.content, headers=headers
+            call, tag, "PUT", self._url(tag), content=manifest.content, headers=headers
         )
-        self._check_digest(response, digest, op, tag)
+        self._check_digest(response, digest, call, tag)
         return digest
 
-    def _check_digest(self, response: httpx.Response, digest: Digest, op: str, tag: str) -> None:
+    def _check_digest(
+        self, response: httpx.Response, digest: Digest, call: CallScope, tag: str
+    ) -> None:
         header = response.headers.get("docker-content-digest")
         if header and header.startswith("sha256:") and header != digest.value:
-            raise DigestMismatch(
-                f"registry says {header[:80]}, the bytes hash to {digest}", operation=op, tag=tag
-            )
+            raise DigestMismatch(f"registry says {header[:80]}, the bytes hash to {digest}",
+                                 operation=call.operation, tag=tag)  # fmt: skip
 
     # -- HTTP: deadline, retries, one attempt, error mapping ------------------------------
 
-    @contextlib.contextmanager
-    def _bounded(self, op: str, tag: str | None) -> Iterator[None]:
-        self._last_transient = None
-        try:
-            with trio.fail_after(self._deadline):
-                yield
-        except trio.TooSlowError:
-            last = self._last_transient or RegistryError("")
-            raise RegistryUnavailable(
-                f"gave up at the {self._deadline:g}s deadline"
-                + (f"; last error: {last.message}" if last.message else ""),
-                operation=op, tag=tag, status=last.status, code=last.code,
-                retry_after=last.retry_after,
-            ) from None  # fmt: skip
-
-    def _backoff(self, exc: Exception) -> bool | float:
-        """stamina hook: retry transient errors; wait exactly what Retry-After asks."""
-        if not isinstance(exc, RegistryError) or not exc.retryable:
-            return False
-        self._last_transient = exc
-        if exc.retry_after is None:
-            return True
-        remaining = trio.current_effective_deadline() - trio.current_time()
-        if exc.retry_after > remaining:
-            log.warning(
-                "registry asks to wait %.1fs, beyond the deadline: giving up", exc.retry_after
-            )
-            return False
-        return exc.retry_after
-
     async def _request(
         self,
-        op: str,
+        call: CallScope,
         tag: str | None,
         method: str,
         url: str,
@@ -277,23 +250,17 @@ class RegistryClient:
     ) -> httpx.Response:
         headers = {**(headers or {}), **({"Accept": ACCEPT} if accept else {})}
         retrying = stamina.retry_context(
-            on=self._backoff,
-            attempts=None,
-            timeout=self._deadline,
-            wait_initial=self._retry.wait_initial,
-            wait_max=self._retry.wait_max,
-            wait_jitter=self._retry.wait_jitter,
+            on=Backoff(self._retry, call), attempts=None, timeout=self._deadline
         )
         try:
             async for attempt in retrying:
                 with attempt:
                     response = await self._send_once(method, url, content, headers)
                     if not response.is_success:
-                        raise error_for_response(response, op, tag, self._auth.redact)
+                        raise error_for_response(response, call.operation, tag, self._auth.redact)
                     return response
         except RegistryError as exc:
-            exc.with_context(op, tag)
-            raise
+            raise exc.with_context(call.operation, tag) from exc.__cause__
         raise AssertionError("unreachable: stamina either returns or raises")
 
     async def _send_once(
@@ -307,15 +274,17 @@ class RegistryClient:
             raise AssertionError("unreachable: nothing cancels the shield scope itself")
         except trio.TooSlowError:
             self._note(method, "error")
-            raise RegistryUnavailable(
-                f"no answer within {self._timeout:g}s", retryable=True
-            ) from None
+            raise RegistryUnavailable(f"no answer within {self._timeout:g}s") from None
         except httpx.TransportError as exc:
             self._note(method, "error")
-            raise RegistryUnavailable(
-                f"connection failed: {type(exc).__name__}: {self._auth.redact(str(exc))[:200]}",
-                retryable=True,
-            ) from exc
+            cause = self._auth.redact(describe_cause(exc))[:200]
+            if is_certificate_failure(exc):
+                raise RegistryTLSError(f"connection failed: {cause}") from exc
+            raise RegistryUnavailable(f"connection failed: {cause}") from exc
+        except httpx.HTTPError as exc:  # an answer httpx itself refuses (bad header, ...)
+            self._note(method, "error")
+            cause = self._auth.redact(describe_cause(exc))[:200]
+            raise RegistryRequestError(f"unusable answer: {cause}") from exc
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -328,9 +297,8 @@ class RegistryClient:
 
     async def _noted(self, response: httpx.Response) -> None:
         self._note(response.request.method, str(response.status_code))
-        if (remaining := response.headers.get("ratelimit-remaining")) is not None:
-            log.debug(
-                "registry rate limit: remaining %s of %s",
-                remaining,
-                response.headers.get("ratelimit-limit"),
-            )
+        remaining = parse_ratelimit(response.headers.get("ratelimit-remaining"))
+        if remaining is not None:
+            limit = parse_ratelimit(response.headers.get("ratelimit-limit"))
+            log.debug("registry rate limit", remaining=remaining[0],
+                      limit=limit[0] if limit else None, window=remaining[1])  # fmt: skip

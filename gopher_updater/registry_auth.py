@@ -1,4 +1,4 @@
-"""Registry authentication (none, Basic, Docker token) as one `httpx.Auth`, plus the typed errors.
+"""Registry authentication (none, Basic, Docker token) as one `httpx.Auth`, and the token.
 
 Why `auth_flow` yields the token request instead of calling a client: httpx drives an auth
 flow as a generator and sends whatever it yields through the *same* client that is sending
@@ -13,218 +13,52 @@ before the flow sees it, hence `requires_response_body = True` (manifest bodies 
 State (the token cache, which origin speaks which scheme) lives on the instance. It is touched
 only between yields, from one trio thread, so it needs no lock; two concurrent cold requests
 may both fetch a token, which is harmless.
+
+Because every response passes through the flow first, the flow is also where bodies are read
+within bounds (`registry_body.read_bounded`): manifests up to 4 MiB, error bodies and token
+answers truncated or refused at 64 KiB. The errors and header parsers live in
+`registry_errors`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
-import email.utils
-import json
-import logging
+import re
 import time
-import urllib.request
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Literal
 
 import attrs
 import httpx
 
-log = logging.getLogger("gopher_updater.registry")
+from gopher_updater.registry_body import (
+    MAX_ERROR_BYTES,
+    MAX_MANIFEST_BYTES,
+    MAX_TOKEN_BYTES,
+    BodyTooLarge,
+    UnsupportedEncoding,
+    bounded_number,
+    loads_bounded,
+    read_bounded,
+)
+from gopher_updater.registry_errors import (
+    Challenge,
+    RegistryAuthError,
+    RegistryRequestError,
+    RegistryUnavailable,
+    parse_challenges,
+    parse_retry_after,
+)
+from gopher_updater.safe_text import redact_text
 
 _TOKEN_REFRESH_ERRORS = frozenset({"invalid_token", "insufficient_scope"})
 _DEFAULT_EXPIRES_IN = 60.0
+#: A token is never cached for longer than a day, whatever `expires_in` says.
+_MAX_EXPIRES_IN = 86400.0
 _USER_AGENT = "gopher-updater"
-
-
-class RegistryError(Exception):
-    """Base of every registry failure, with the context an operator needs to act on it.
-
-    `retryable` and `retry_after` drive the retry policy; they are not part of the message.
-    Messages never contain credentials or tokens (they are built from our own words plus the
-    registry's error code/message, scrubbed by `RegistryAuth.redact`).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        operation: str | None = None,
-        tag: str | None = None,
-        status: int | None = None,
-        code: str | None = None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.operation = operation
-        self.tag = tag
-        self.status = status
-        self.code = code
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-    def with_context(self, operation: str, tag: str | None) -> RegistryError:
-        """Fill in operation/tag if the raiser (e.g. the auth flow) could not know them."""
-        self.operation = self.operation or operation
-        self.tag = self.tag or tag
-        return self
-
-    def __str__(self) -> str:
-        where = " ".join(p for p in (self.operation, self.tag) if p)
-        extra = ", ".join(
-            p for p in (f"HTTP {self.status}" if self.status else "", self.code or "") if p
-        )
-        return f"{where + ': ' if where else ''}{self.message}{f' [{extra}]' if extra else ''}"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self)!r})"
-
-
-class RegistryAuthError(RegistryError):
-    """Credentials rejected, or they do not grant what the operation needs."""
-
-
-class RegistryUnavailable(RegistryError):
-    """Timeouts, connection errors, 408/429/5xx: retried, and raised once retries run out."""
-
-
-class RegistryRequestError(RegistryError):
-    """Any other 4xx: retrying cannot help."""
-
-
-class ManifestUnknown(RegistryRequestError):
-    """The tag does not exist (404 / MANIFEST_UNKNOWN / NAME_UNKNOWN)."""
-
-
-class DigestMismatch(RegistryError):
-    """The registry's `Docker-Content-Digest` disagrees with the bytes we hashed."""
-
-
-@attrs.frozen
-class Challenge:
-    """One `WWW-Authenticate` challenge: scheme (lower-case) and its parameters."""
-
-    scheme: str
-    params: dict[str, str] = attrs.field(factory=dict)
-
-
-def parse_challenges(header_values: Iterable[str]) -> list[Challenge]:
-    """Parse `WWW-Authenticate` values; several challenges may share one header line.
-
-    `Bearer realm="https://a/token",service="s",error="insufficient_scope"` -> Challenge.
-    A comma inside a quoted value (a scope list `pull,push`) is respected.
-    """
-    challenges: list[Challenge] = []
-    for value in header_values:
-        current: Challenge | None = None
-        for item in urllib.request.parse_http_list(value):
-            item = item.strip()
-            if not item:
-                continue
-            head, sep, rest = item.partition(" ")
-            if "=" not in head:  # a new scheme starts here (maybe with its first param)
-                current = Challenge(scheme=head.lower())
-                challenges.append(current)
-                item = rest.strip() if sep else ""
-                if not item:
-                    continue
-            if current is None or "=" not in item:
-                continue
-            key, _, raw = item.partition("=")
-            raw = raw.strip()
-            if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-                raw = raw[1:-1].replace('\\"', '"')
-            current.params[key.strip().lower()] = raw
-    return challenges
-
-
-def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """`Retry-After` as seconds to wait: delta-seconds or an HTTP date; None if absent/garbage."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        seconds = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
-
-
-def parse_ratelimit(value: str | None) -> tuple[int, float | None] | None:
-    """Docker Hub's `ratelimit-remaining: 76;w=21600` -> (76, 21600.0); None if absent/garbage."""
-    if not value:
-        return None
-    count, _, rest = value.partition(";")
-    window = None
-    for part in rest.split(";"):
-        key, _, raw = part.strip().partition("=")
-        if key == "w":
-            try:
-                window = float(raw)
-            except ValueError:
-                window = None
-    try:
-        return int(count.strip()), window
-    except ValueError:
-        return None
-
-
-def parse_registry_error(body: bytes) -> tuple[str | None, str]:
-    """(code, message) from a distribution `{"errors": [...]}` body, or its plain text."""
-    try:
-        errors = json.loads(body)["errors"]
-        code, message = str(errors[0].get("code") or "") or None, str(errors[0].get("message"))
-        return code, message + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        text = body.decode("utf-8", "replace").strip().splitlines()
-        return None, (text[0][:200] if text else "")
-
-
-def error_for_response(
-    response: httpx.Response, operation: str, tag: str | None, redact: Callable[[str], str]
-) -> RegistryError:
-    """Map a registry answer that is not 2xx to the typed error (retryable or final)."""
-    status = response.status_code
-    code, message = parse_registry_error(response.content)
-    message = redact(message) or response.reason_phrase
-
-    def error(
-        cls: type[RegistryError], text: str, retry_after: float | None = None
-    ) -> RegistryError:
-        retryable = cls is RegistryUnavailable
-        return cls(text, operation=operation, tag=tag, status=status, code=code,
-                   retryable=retryable, retry_after=retry_after)  # fmt: skip
-
-    if status == 401:
-        challenges = parse_challenges(response.headers.get_list("www-authenticate"))
-        if any(c.params.get("error") == "insufficient_scope" for c in challenges):
-            return error(RegistryAuthError, "credentials lack write access (insufficient_scope)")
-        return error(
-            RegistryAuthError, f"bad credentials, or no access to the repository: {message}"
-        )
-    if status == 403 and response.request.method == "PUT":
-        return error(RegistryRequestError, f"tag immutable or no write permission: {message}")
-    if status == 404 and tag is not None:
-        return error(ManifestUnknown, f"not found: {message}")
-    if status in (408, 429) or status >= 500:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        limit = parse_ratelimit(response.headers.get("ratelimit-remaining"))
-        if status == 429 and limit is not None and limit[0] == 0:
-            retry_after = retry_after if retry_after is not None else limit[1]
-            log.warning("registry pull rate limit exhausted; retry in %ss", retry_after)
-        return error(RegistryUnavailable, message, retry_after)
-    return error(RegistryRequestError, message)
+#: What can go in an Authorization header: visible ASCII, no spaces (RFC 6750 is stricter).
+_TOKEN_RE = re.compile(r"[\x21-\x7e]{1,16384}")
 
 
 def decode_jwt_claims(token: str) -> dict[str, object] | None:
@@ -235,9 +69,11 @@ def decode_jwt_claims(token: str) -> dict[str, object] | None:
     parts = token.split(".")
     if len(parts) != 3:
         return None
+    if len(token) > MAX_TOKEN_BYTES:
+        return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
+        claims = loads_bounded(base64.urlsafe_b64decode(payload), max_bytes=MAX_TOKEN_BYTES)
     except (binascii.Error, ValueError):
         return None
     return claims if isinstance(claims, dict) else None
@@ -325,11 +161,35 @@ class RegistryAuth(httpx.Auth):
         return frozenset(actions)
 
     def redact(self, text: str) -> str:
-        """Remove our secrets from text a server sent back (it might echo a header)."""
-        for secret in (self._password, *(t.value for t in self._tokens.values())):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "<redacted>")
-        return text
+        """Remove our secrets from text a server sent back (it might echo a header): the
+        password, the Basic credential, every cached token, and anything that looks like one."""
+        secrets = (self._password, self._basic().split()[1] if self._password else "",
+                   *(t.value for t in self._tokens.values()))  # fmt: skip
+        return redact_text(text, secrets)
+
+    # -- bounded bodies ---------------------------------------------------------------------
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """httpx's own driver, except that each body is read within bounds before the flow
+        (or the caller) sees it: a hostile registry cannot make us buffer without limit."""
+        flow = self.auth_flow(request)
+        sent = next(flow)
+        while True:
+            response = yield sent
+            is_token = sent is not request
+            ok = response.status_code == 200 if is_token else response.is_success
+            limit = MAX_TOKEN_BYTES if is_token else MAX_MANIFEST_BYTES if ok else MAX_ERROR_BYTES
+            try:
+                await read_bounded(response, limit, truncate=not ok)
+            except (BodyTooLarge, UnsupportedEncoding) as exc:
+                where = "token endpoint" if is_token else "registry"
+                raise RegistryRequestError(f"{where} {exc}", status=response.status_code) from None
+            try:
+                sent = flow.send(response)
+            except StopIteration:
+                return
 
     # -- the flow -------------------------------------------------------------------------
 
@@ -423,18 +283,17 @@ class RegistryAuth(httpx.Auth):
             raise RegistryUnavailable(
                 "token endpoint unavailable",
                 status=status,
-                retryable=True,
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if status != 200:
             raise RegistryAuthError("token endpoint refused the request", status=status)
-        try:
-            body = json.loads(response.content)
-            token = body.get("token") or body.get("access_token")
-            expires_in = float(body.get("expires_in") or _DEFAULT_EXPIRES_IN)
-        except (ValueError, AttributeError, TypeError):
-            token, expires_in = None, 0.0
-        if not isinstance(token, str) or not token:
+        body = loads_bounded(response.content, max_bytes=MAX_TOKEN_BYTES)
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+        raw_expiry = body.get("expires_in") if isinstance(body, dict) else None
+        expires_in = bounded_number(raw_expiry or _DEFAULT_EXPIRES_IN, low=0, high=_MAX_EXPIRES_IN)
+        if expires_in is None:  # present but not a number: the default
+            expires_in = _DEFAULT_EXPIRES_IN
+        if not isinstance(token, str) or _TOKEN_RE.fullmatch(token) is None:
             raise RegistryAuthError("token endpoint answered without a token", status=status)
         # Renew a little early so a token never expires between our check and the registry's.
         margin = min(10.0, expires_in / 5)

@@ -15,18 +15,16 @@ import httpx
 import pytest
 import trio
 
+from gopher_updater.manifest import Manifest, Outcome, RetagOutcome
 from gopher_updater.model import Digest
-from gopher_updater.registry import (
+from gopher_updater.registry import RegistryClient
+from gopher_updater.registry_errors import (
     DigestMismatch,
-    Manifest,
-    Outcome,
     RegistryAuthError,
-    RegistryClient,
     RegistryRequestError,
     RegistryUnavailable,
-    RetagOutcome,
-    RetryPolicy,
 )
+from gopher_updater.registry_retry import RetryPolicy
 from gopher_updater.testing.registry import FaultProxy, FaultResponse, ImageKind, RunningRegistry
 
 pytestmark = pytest.mark.registry
@@ -39,7 +37,10 @@ ALL_FOUR = (
     "application/vnd.oci.image.index.v1+json",
 )
 KINDS: list[ImageKind] = ["docker-v2", "oci-manifest", "oci-index", "docker-list"]
-FAST = RetryPolicy(wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
+#: Test-speed waits: the backoff, and the Retry-After floor too (production: 0.5 s + jitter).
+FAST = RetryPolicy(
+    wait_initial=0.01, wait_max=0.05, wait_jitter=0.01, floor=0.01, floor_jitter=0.01
+)
 SOURCE, TARGET = "release-v1", "prod-v1"
 
 
@@ -306,6 +307,7 @@ async def test_docker_hub_style_token_answer_is_cached(
     assert server.requests == 1
 
 
+@pytest.mark.usefixtures("structlog_via_stdlib")
 async def test_secrets_stay_out_of_errors_reprs_and_logs(
     registry_token: RunningRegistry,
     unique_repo: str,

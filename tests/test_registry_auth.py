@@ -15,16 +15,15 @@ from collections.abc import Generator
 import httpx
 import pytest
 
-from gopher_updater.registry import Manifest, normalize_repository
-from gopher_updater.registry_auth import (
+from gopher_updater.manifest import Manifest, normalize_repository
+from gopher_updater.registry_auth import RegistryAuth, decode_jwt_claims
+from gopher_updater.registry_errors import (
     DigestMismatch,
     ManifestUnknown,
-    RegistryAuth,
     RegistryAuthError,
     RegistryError,
     RegistryRequestError,
     RegistryUnavailable,
-    decode_jwt_claims,
     error_for_response,
     parse_challenges,
     parse_ratelimit,
@@ -387,6 +386,7 @@ def test_error_mapping() -> None:
     assert PASSWORD not in str(err)
 
 
+@pytest.mark.usefixtures("structlog_via_stdlib")
 def test_docker_hub_exhausted_pull_limit_waits_for_the_window(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -49,6 +49,7 @@ from gopher_updater.testing.registry_images import (
 from gopher_updater.testing.registry_proxy import FaultProxy, FaultResponse, ProxyRecord
 
 if TYPE_CHECKING:
+    from gopher_updater.testing.registry_tls import TlsFiles
     from gopher_updater.testing.registry_token import TokenServer
 
 __all__ = [
@@ -72,7 +73,7 @@ TOKEN_ISSUER = "gopher-test-token-issuer"
 BASIC_REALM = "gopher-test-registry"
 #: A cold start is ~50 ms; the margin is for a loaded 2-core CI box, not for normal runs.
 START_TIMEOUT = 10.0
-_LISTENING_RE = re.compile(r'msg="listening on 127\.0\.0\.1:(\d+)"')
+_LISTENING_RE = re.compile(r'msg="listening on 127\.0\.0\.1:(\d+)(, tls)?"')
 
 
 class RegistryRigError(RuntimeError):
@@ -327,9 +328,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def running_registry(
-    auth: AuthMode = "none", *, workdir: Path | None = None
+    auth: AuthMode = "none", *, workdir: Path | None = None, tls: TlsFiles | None = None
 ) -> Iterator[RunningRegistry]:
     """Start `docker-registry serve` on 127.0.0.1:<free port>; stop it (SIGTERM, kill) on exit.
+
+    With `tls` (see `registry_tls.make_tls_files`) it serves https with that certificate; the
+    rig's own helpers do not verify it (they are not what is under test).
 
     Storage (and config, log, htpasswd, cert) live in `workdir`, or in a temporary directory
     removed afterwards. The config is written as JSON, which YAML parsers accept, so no YAML
@@ -352,6 +356,12 @@ def running_registry(
             },
             "http": {"addr": "127.0.0.1:0", "secret": secrets.token_hex(16)},
         }
+        if tls is not None:
+            config["http"] = {
+                "addr": "127.0.0.1:0",
+                "secret": secrets.token_hex(16),
+                "tls": {"certificate": str(tls.certificate), "key": str(tls.key)},
+            }
         user, password = "user", secrets.token_urlsafe(12)
         reader_user, reader_password = "reader", secrets.token_urlsafe(12)
         token_server: TokenServer | None = None
@@ -396,7 +406,7 @@ def running_registry(
             )
         stack.callback(_stop, proc)
         port = _wait_for_port(proc, log_path, deadline)
-        url = f"http://127.0.0.1:{port}"
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         # Loopback plain http: no proxy from the environment, no CA bundle to load.
         http = stack.enter_context(httpx.Client(timeout=30.0, trust_env=False, verify=False))
         _wait_for_api(http, url, log_path, deadline)

@@ -118,6 +118,10 @@ class FaultProxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes: with Nagle on, the body waits for the
+            # client's delayed ACK (~40 ms on Linux) and every proxied GET reads that slow.
+            # (The upstream side is http.client, which sets TCP_NODELAY itself.)
+            disable_nagle_algorithm = True
 
             def setup(self) -> None:
                 super().setup()

@@ -209,6 +209,7 @@ class TokenServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes (see the proxy)
 
             def do_GET(self) -> None:
                 owner._handle(self)

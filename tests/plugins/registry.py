@@ -14,7 +14,9 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
+from gopher_updater.logs import redact_secrets
 from gopher_updater.testing.registry import AuthMode, RunningRegistry, running_registry
 from gopher_updater.testing.registry_token import TokenServer
 
@@ -63,6 +65,27 @@ def _reset_token_servers() -> None:
     """Session-shared token servers start each test with default knobs and zero counters."""
     for server in _token_servers:
         server.reset()
+
+
+@pytest.fixture
+def structlog_via_stdlib() -> Iterator[None]:
+    """Route structlog events through stdlib logging, as `logs.configure` does in production,
+    so `caplog` sees the registry modules' key/value events; the previous config is restored."""
+    saved = structlog.get_config()
+    structlog.configure(
+        processors=[
+            structlog.stdlib.add_log_level,
+            redact_secrets,
+            structlog.processors.KeyValueRenderer(key_order=["event"]),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -297,7 +297,8 @@ def _raw_environment_class() -> type:
             help_ = f"file holding {var.name}"
             fields[var.file_name.lower()] = environ.var(None, name=var.file_name, help=help_)
     cls: type = environ.config(prefix="")(type("_RawEnvironment", (), fields))
-    setattr(cls, "__repr__", _hidden_repr)  # attrs wrote one that would show the secrets  # noqa: B010
+    # attrs wrote a repr that would show every secret the instance holds: replace it.
+    setattr(cls, "__repr__", _hidden_repr)  # noqa: B010 (mypy refuses a method assignment)
     return cls
 
 

@@ -11,9 +11,15 @@ a Deployment wants *every* problem in one message and the same answer for the sa
   is ignored, except in secrets, which are taken verbatim.
 - a secret (`secret=True`) may instead come from a file named by `NAME_FILE` (never both), is
   kept as a `Secret` and is never echoed in an error; other values are quoted, URLs redacted.
+  `exact=True` reads that file byte for byte (HMAC keys: FLUX_RECEIVER_TOKEN,
+  NOTIFY_WEBHOOK_TOKEN).
 
-The generic parts (`Var`, the parsers, those rules) live in `envparse`; this module is the
-table and the project's own checks.
+The raw strings are read through environ-config (`_RawEnvironment`, a class generated from
+`VARS`); every rule and every check is ours (`envparse` and below), because environ-config
+stops at the first problem and the operator wants all of them. The generic parts (`Var`, the
+parsers, those rules) live in `envparse`; this module is the table, the checks that span
+several variables (RPC_QUORUM against RPC_URL, the Flux receivers, the notification
+settings, which `flux_receiver` and `notify_config` validate) and `Config`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import environ
 
 from gopher_updater.envparse import (
     Var,
@@ -31,23 +38,51 @@ from gopher_updater.envparse import (
     choice,
     duration,
     host,
+    integer,
     port,
     present,
     secret_from_env,
     show_url,
     url,
+    url_list,
+)
+from gopher_updater.flux_receiver import (
+    Receiver,
+    ReceiverConfigError,
+    parse_receivers,
+    token_warning,
 )
 from gopher_updater.model import REPOSITORY_RE
+from gopher_updater.notify import ALL_EVENT_TYPES, EventType
+from gopher_updater.notify_config import (
+    NotifyConfigProblems,
+    NotifySettings,
+    notify_settings,
+    parse_events,
+)
 from gopher_updater.secret import Secret
-from gopher_updater.urls import CheckedUrl
+from gopher_updater.urls import CheckedUrl, LcdEndpoint, check_url, redact_url
 
-__all__ = ["ENV_VARS", "MANDATORY", "VARS", "Config", "ConfigError", "Secret", "Var", "load"]
+__all__ = [
+    "ENV_VARS",
+    "MANDATORY",
+    "MAX_LCD_ENDPOINTS",
+    "VARS",
+    "Config",
+    "ConfigError",
+    "LcdEndpoint",
+    "Secret",
+    "Var",
+    "load",
+]
 
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
 #: Distribution's limit on a repository name.
 MAX_REPO_PATH = 255
+#: RPC_URL's limit: every poll asks every endpoint; more than this is a mistake, not a pool.
+MAX_LCD_ENDPOINTS = 8
 
 
 def _repo(value: str) -> str:
@@ -70,14 +105,40 @@ def _user(value: str) -> str:
     return value
 
 
+def show_url_list(value: str) -> str:
+    """RPC_URL as an error may show it: each item redacted, nothing of a credential.
+
+    An unencoded `,` in a password splits it across two items, the second looking like no
+    URL at all; so once the value holds an `@` anywhere, an item that is not a valid URL is
+    not shown.
+    """
+    shown = []
+    for item in value.split(","):
+        item = item.strip()
+        try:
+            check_url(item, userinfo="split")
+        except ValueError:
+            if "@" in value:
+                shown.append("<not shown>")
+                continue
+        shown.append(redact_url(item, keep_path=True) if item else "")
+    return repr(",".join(shown))
+
+
 VARS: tuple[Var, ...] = (
     Var(
         "RPC_URL",
         "http://localhost:1317",
-        "Cosmos LCD (REST) base URL",
-        url(userinfo="split", example="http://localhost:1317"),
-        auth_attr="rpc_auth",
-        show=show_url,
+        f"Cosmos LCD (REST) base URLs, comma-separated (1-{MAX_LCD_ENDPOINTS})",
+        url_list(max_items=MAX_LCD_ENDPOINTS, example="http://localhost:1317"),
+        field="lcd_endpoints",
+        show=show_url_list,
+    ),
+    Var(
+        "RPC_QUORUM",
+        "1",
+        "endpoints that must each show the halt (at most the RPC_URL count)",
+        integer(low=1, high=MAX_LCD_ENDPOINTS),
     ),
     Var("DOCKERHUB_USER", None, "registry user (Docker ID)", _user, mandatory=True),
     Var(
@@ -116,6 +177,40 @@ VARS: tuple[Var, ...] = (
     Var("PPROF_ENABLED", "true", "serve /debug/pprof/", boolean),
     Var("LOG_LEVEL", "info", "debug, info, warning or error", choice(LOG_LEVELS)),
     Var("LOG_FORMAT", "json", "json or console", choice(LOG_FORMATS)),
+    Var(
+        "UPGRADE_STUCK_AFTER",
+        "30m",
+        "Go duration from the halt to 'stuck' (1s-168h)",
+        duration(floor="1s", ceiling="168h"),
+    ),
+    Var(
+        "FLUX_RECEIVER_URL",
+        None,
+        "Flux Receiver webhook URLs, comma-separated (a secret)",
+        secret=True,
+    ),
+    Var(
+        "FLUX_RECEIVER_TOKEN",
+        None,
+        "generic-hmac token: sign each nudge (X-Signature)",
+        secret=True,
+        exact=True,
+    ),
+    Var("NOTIFY_WEBHOOK_URL", None, "URL receiving a JSON POST per event (a secret)", secret=True),
+    Var(
+        "NOTIFY_WEBHOOK_TOKEN",
+        None,
+        "HMAC key: sign webhook bodies (X-Signature)",
+        secret=True,
+        exact=True,
+    ),
+    Var(
+        "NOTIFY_URLS",
+        None,
+        "Apprise URLs, comma/space separated (gopher-updater[notify])",
+        secret=True,
+    ),
+    Var("NOTIFY_EVENTS", "all", "event types to notify, comma/space separated", parse_events),
 )
 
 
@@ -135,7 +230,9 @@ MANDATORY = tuple(var.name for var in VARS if var.mandatory)
 
 @attrs.frozen
 class Config:
-    rpc_url: str  # without userinfo: the credentials are in rpc_auth
+    #: RPC_URL: 1 to MAX_LCD_ENDPOINTS LCDs, in the order given, each without userinfo (its
+    #: Basic-auth credentials are in its `auth`), no two with the same label and path.
+    lcd_endpoints: tuple[LcdEndpoint, ...]
     dockerhub_user: str
     dockerhub_password: Secret = attrs.field(repr=False)
     repo_path: str
@@ -152,8 +249,31 @@ class Config:
     log_level: str
     log_format: str
     dockerhub_password_file: str | None = None
-    #: Basic-auth credentials given as RPC_URL's userinfo: send as an Authorization header.
-    rpc_auth: tuple[str, Secret] | None = attrs.field(default=None, repr=False)
+    #: How many distinct endpoints must each show the halt; 1 <= rpc_quorum <= endpoints.
+    rpc_quorum: int = 1
+    #: Seconds from the halt until an upgrade that has not resumed is `stuck`.
+    upgrade_stuck_after: float = 1800.0
+    #: FLUX_RECEIVER_URL(+_FILE) with FLUX_RECEIVER_TOKEN(+_FILE): empty = no nudging. Each
+    #: carries the token (None: the `generic` type); they print as their origin only.
+    flux_receivers: tuple[Receiver, ...] = ()
+    #: A start-up warning about the token (it ends in a newline), or None.
+    flux_token_warning: str | None = None
+    #: The NOTIFY_* variables, checked (Apprise URLs by Apprise itself, when set).
+    notify: NotifySettings = attrs.field(factory=NotifySettings)
+
+    @property
+    def rpc_url(self) -> str:
+        """The first endpoint's URL, without userinfo (the one-endpoint view)."""
+        return self.lcd_endpoints[0].url
+
+    @property
+    def rpc_auth(self) -> tuple[str, Secret] | None:
+        """The first endpoint's Basic-auth credentials: send as an Authorization header."""
+        return self.lcd_endpoints[0].auth
+
+    @property
+    def notify_events(self) -> frozenset[EventType]:
+        return self.notify.events
 
 
 class ConfigError(Exception):
@@ -164,30 +284,127 @@ class ConfigError(Exception):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def _raw_environment_class() -> type:
+    """An `@environ.config` class with one `environ.var` per name in ENV_VARS, default None.
+
+    environ-config only fetches the strings here: a mandatory variable is not `Raise()`d,
+    since every problem is collected and judged by the loader below.
+    """
+    fields: dict[str, Any] = {}
+    for var in VARS:
+        fields[var.name.lower()] = environ.var(None, name=var.name, help=var.help)
+        if var.file_name:
+            help_ = f"file holding {var.name}"
+            fields[var.file_name.lower()] = environ.var(None, name=var.file_name, help=help_)
+    cls: type = environ.config(prefix="")(type("_RawEnvironment", (), fields))
+    # attrs wrote a repr that would show every secret the instance holds: replace it.
+    setattr(cls, "__repr__", _hidden_repr)  # noqa: B010 (mypy refuses a method assignment)
+    return cls
+
+
+def _hidden_repr(self: object) -> str:
+    return "_RawEnvironment(<not shown: it holds secrets>)"
+
+
+_RawEnvironment = _raw_environment_class()
+
+
+def _read_raw(env: Mapping[str, str]) -> dict[str, str | None]:
+    """Every declared name -> its raw string, None when unset, read by environ-config."""
+    raw: Any = environ.to_config(_RawEnvironment, environ=dict(env))
+    return {name: getattr(raw, name.lower()) for name in ENV_VARS}
+
+
+def _named(problems: list[str], *names: str) -> bool:
+    return any(
+        p.startswith(f"{name}:") or p.startswith(f"{name}_FILE:")
+        for p in problems
+        for name in names
+    )
+
+
+def _token_bytes(name: str, token: Secret | None, problems: list[str]) -> bytes | None:
+    """A token as the bytes it was given: an env value's undecodable bytes come back as they
+    were (surrogateescape), a file is UTF-8 (read_secret_file)."""
+    if token is None:
+        return None
+    try:
+        return token.reveal().encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        problems.append(f"{name}: not text the process can encode (a lone surrogate)")
+        return None
+
+
+def _reveal(secret: Secret | None) -> str | None:
+    return None if secret is None else secret.reveal()
+
+
+def _flux(values: dict[str, Any], problems: list[str]) -> None:
+    """FLUX_RECEIVER_URL and FLUX_RECEIVER_TOKEN -> the receivers, checked by flux_receiver."""
+    urls: Secret | None = values.pop("flux_receiver_url")
+    token = _token_bytes("FLUX_RECEIVER_TOKEN", values.pop("flux_receiver_token"), problems)
+    values.pop("flux_receiver_url_file")
+    values.pop("flux_receiver_token_file")
+    values["flux_token_warning"] = token_warning(token)
+    if urls is None:
+        if token is not None and not _named(problems, "FLUX_RECEIVER_URL"):
+            problems.append("FLUX_RECEIVER_TOKEN: set without FLUX_RECEIVER_URL")
+        values["flux_receivers"] = ()
+        return
+    try:
+        values["flux_receivers"] = parse_receivers(urls.reveal(), token)
+    except ReceiverConfigError as exc:
+        name = "FLUX_RECEIVER_TOKEN" if exc.item == "receiver token" else "FLUX_RECEIVER_URL"
+        problems.append(f"{name}: {exc}")
+    except UnicodeError:  # a lone surrogate from the environment
+        problems.append("FLUX_RECEIVER_URL: holds characters that are not text")
+
+
+def _notify(values: dict[str, Any], problems: list[str]) -> None:
+    """The NOTIFY_* values -> NotifySettings, checked by notify_config."""
+    url: Secret | None = values.pop("notify_webhook_url")
+    token = _token_bytes("NOTIFY_WEBHOOK_TOKEN", values.pop("notify_webhook_token"), problems)
+    urls: Secret | None = values.pop("notify_urls")
+    events = values.pop("notify_events")
+    for name in ("notify_webhook_url_file", "notify_webhook_token_file", "notify_urls_file"):
+        values.pop(name)
+    if url is None and _named(problems, "NOTIFY_WEBHOOK_URL"):
+        token = None  # its pairing with the URL cannot be judged
+    try:
+        values["notify"] = notify_settings(
+            webhook_url=_reveal(url),
+            webhook_token=token,
+            urls=_reveal(urls),
+            events=ALL_EVENT_TYPES if events is None else events,
+        )
+    except NotifyConfigProblems as exc:
+        problems.extend(exc.lines)
+
+
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Read, convert and validate every variable; raise ConfigError listing all problems."""
-    env = os.environ if env is None else env
+    raw = _read_raw(os.environ if env is None else env)
     problems: list[str] = []
     values: dict[str, Any] = {}
     for var in VARS:
         if var.secret:
-            values[var.attr] = secret_from_env(env, var, problems)
-            values[var.attr + "_file"] = present(env, var.file_name or "", [])
+            values[var.attr] = secret_from_env(raw, var, problems)
+            values[var.attr + "_file"] = present(raw, var.file_name or "", [])
             continue
-        raw = present(env, var.name, problems)
-        if raw is None and var.empty_is_value and env.get(var.name) == "":
-            raw = ""
-        elif raw is None:
+        value_raw = present(raw, var.name, problems)
+        if value_raw is None and var.empty_is_value and raw.get(var.name) == "":
+            value_raw = ""
+        elif value_raw is None:
             if var.mandatory and not any(p.startswith(var.name + ":") for p in problems):
                 problems.append(f"{var.name}: missing (mandatory)")
-            raw = var.default
-        if raw is None:
+            value_raw = var.default
+        if value_raw is None:
             values[var.attr] = None
             continue
         try:
-            value = var.parse(raw.strip())
+            value = var.parse(value_raw.strip())
         except ValueError as exc:
-            problems.append(f"{var.name}: {exc} (got {var.show(raw.strip())})")
+            problems.append(f"{var.name}: {exc} (got {var.show(value_raw.strip())})")
             value = None
         if isinstance(value, CheckedUrl):
             if var.auth_attr is not None:
@@ -197,6 +414,13 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     src, dst = values.get("source_prefix"), values.get("target_prefix")
     if dst is not None and src == dst:
         problems.append(f"TARGET_PREFIX: must differ from SOURCE_PREFIX ({src!r})")
+    endpoints, quorum = values.get("lcd_endpoints"), values.get("rpc_quorum")
+    if endpoints and quorum and quorum > len(endpoints):
+        problems.append(
+            f"RPC_QUORUM: {quorum} is more than the {len(endpoints)} endpoint(s) in RPC_URL"
+        )
+    _flux(values, problems)
+    _notify(values, problems)
     if problems:
         raise ConfigError(problems)
     return Config(**values)
@@ -209,8 +433,8 @@ def help_text() -> str:
         shown = "(mandatory)" if var.mandatory else f"default {var.default}"
         if var.secret:
             shown = "(mandatory unless _FILE is set)" if var.mandatory else "(optional)"
-        lines.append(f"  {var.name:<24} {shown:<38} {var.help}")
+        lines.append(f"  {var.name:<26} {shown:<37} {var.help}")
         if var.file_name:
             kind = "byte-exact" if var.exact else "trailing newline stripped"
-            lines.append(f"  {var.file_name:<24} {'(optional)':<38} file holding it ({kind})")
+            lines.append(f"  {var.file_name:<26} {'(optional)':<37} file holding it ({kind})")
     return "\n".join(lines)

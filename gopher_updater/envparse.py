@@ -17,7 +17,14 @@ import attrs
 
 from gopher_updater.duration import DurationError, parse_go_duration
 from gopher_updater.secret import Secret, SecretFileError, read_secret_file
-from gopher_updater.urls import CheckedUrl, Userinfo, check_host, check_url, redact_url
+from gopher_updater.urls import (
+    CheckedUrl,
+    LcdEndpoint,
+    Userinfo,
+    check_host,
+    check_url,
+    redact_url,
+)
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -63,6 +70,40 @@ def comma_list(item: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
         if problems:
             raise ValueError("; ".join(problems))
         return tuple(out)
+
+    return parse
+
+
+def url_list(*, max_items: int, example: str) -> Callable[[str], tuple[LcdEndpoint, ...]]:
+    """Comma-separated base URLs, userinfo split off each; at most `max_items`, no repeats.
+
+    Two entries are the same endpoint when their `label` (scheme://host:port) and path agree,
+    whatever their credentials: asking one node twice is never what was meant.
+    """
+    items = comma_list(url(userinfo="split", example=example))
+
+    def parse(value: str) -> tuple[LcdEndpoint, ...]:
+        endpoints = tuple(LcdEndpoint.from_checked(c) for c in items(value))
+        if len(endpoints) > max_items:
+            raise ValueError(f"{len(endpoints)} URLs; at most {max_items}")
+        seen: dict[tuple[str, str], int] = {}
+        for n, endpoint in enumerate(endpoints, start=1):
+            key = (endpoint.label, endpoint.path)
+            if key in seen:
+                raise ValueError(f"item {n}: the same endpoint as item {seen[key]}")
+            seen[key] = n
+        return endpoints
+
+    return parse
+
+
+def integer(*, low: int, high: int) -> Callable[[str], int]:
+    """A decimal integer in [low, high] (ASCII digits only: no sign, no `1e3`, no `٣`)."""
+
+    def parse(value: str) -> int:
+        if re.fullmatch(r"[0-9]{1,6}", value) is None or not low <= int(value) <= high:
+            raise ValueError(f"expected an integer {low}-{high}")
+        return int(value)
 
     return parse
 
@@ -115,13 +156,16 @@ class Var:
     exact: bool = False
     #: "" is a choice, not "unset" (SOURCE_PREFIX).
     empty_is_value: bool = False
-    #: For a URL parsed with userinfo="split": the Config field receiving the credentials.
+    #: For a single URL parsed with userinfo="split": the Config field receiving the
+    #: credentials. (A list of URLs, `url_list`, keeps each one's credentials with it.)
     auth_attr: str | None = None
     show: Callable[[str], str] = quoted
+    #: The Config field receiving the value, when it is not the lower-cased name.
+    field: str | None = None
 
     @property
     def attr(self) -> str:
-        return self.name.lower()
+        return self.field or self.name.lower()
 
     @property
     def file_name(self) -> str | None:
@@ -132,7 +176,7 @@ def show_url(value: str) -> str:
     return redact_url(value, keep_path=True)
 
 
-def present(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:
+def present(env: Mapping[str, str | None], name: str, problems: list[str]) -> str | None:
     """The raw value, None when unset or "", after the whitespace-only rule."""
     raw = env.get(name)
     if raw is None or raw == "":
@@ -143,7 +187,7 @@ def present(env: Mapping[str, str], name: str, problems: list[str]) -> str | Non
     return raw
 
 
-def secret_from_env(env: Mapping[str, str], var: Var, problems: list[str]) -> Secret | None:
+def secret_from_env(env: Mapping[str, str | None], var: Var, problems: list[str]) -> Secret | None:
     """`NAME` or the file named by `NAME_FILE` (never both), as a Secret; None if problems."""
     file_name = var.file_name or ""
     value = present(env, var.name, problems)

@@ -1,8 +1,13 @@
-"""The notification variables, read and checked at start-up, and the channels they make.
+"""The notification variables, checked at start-up, and the channels they make.
 
-Kept apart from `config.py` so the notification layer can be wired in (and tested) on its
-own: `load_notify_settings(env)` returns the settings or raises `NotifyConfigProblems`,
-whose `lines` go straight into the daemon's exit-2 message next to the other variables'.
+The variables themselves are declared in `config.VARS` like every other one (so `--help`,
+the README table, the exit-2 message and the config fuzzer cover them), and `config.load`
+reads them with the shared rules (`_FILE` variants through `read_secret_file`). What is
+particular to notifications lives here and is called from there: `notify_settings` checks
+the values read (webhook URL, Apprise URLs with Apprise imported only when `NOTIFY_URLS` is
+set, the token/URL pairing) and raises `NotifyConfigProblems`, whose `lines` go into the
+exit-2 message. `parse_events` is `NOTIFY_EVENTS`' parser. `load_notify_settings(env)` is the
+older stand-alone reader of the same variables, kept for the notification layer's own tests.
 
 `NOTIFY_WEBHOOK_TOKEN_FILE` is read byte for byte, like `FLUX_RECEIVER_TOKEN_FILE`: a
 Flux-style receiver keys its HMAC with the Secret's exact bytes, so stripping a trailing
@@ -22,17 +27,6 @@ from gopher_updater.notifier import Channel
 from gopher_updater.notify import ALL_EVENT_TYPES, EventType, NotifyConfigError, parse_notify_events
 from gopher_updater.notify_apprise import AppriseChannel, AppriseTarget, parse_notify_urls
 from gopher_updater.notify_webhook import WebhookChannel, check_webhook_url, redact_url
-
-#: Variable -> help line, for `--help` and the README table.
-NOTIFY_VARIABLES: dict[str, str] = {
-    "NOTIFY_WEBHOOK_URL": "URL receiving a JSON POST per event (a secret: shown as host only)",
-    "NOTIFY_WEBHOOK_URL_FILE": "file holding NOTIFY_WEBHOOK_URL",
-    "NOTIFY_WEBHOOK_TOKEN": "HMAC key: sign webhook bodies as X-Signature: sha256=<hex>",
-    "NOTIFY_WEBHOOK_TOKEN_FILE": "file holding NOTIFY_WEBHOOK_TOKEN, read byte for byte",
-    "NOTIFY_URLS": "Apprise URLs, comma or space separated (needs gopher-updater[notify])",
-    "NOTIFY_URLS_FILE": "file holding NOTIFY_URLS",
-    "NOTIFY_EVENTS": "event types to send, comma separated (default: all)",
-}
 
 
 class NotifyConfigProblems(ValueError):
@@ -128,14 +122,38 @@ def _text(data: bytes | None, name: str, errors: list[NotifyConfigError]) -> str
         return None
 
 
-def load_notify_settings(
-    env: Mapping[str, str], *, read: Callable[[Path], bytes] = Path.read_bytes
+def parse_events(value: str) -> frozenset[EventType]:
+    """`NOTIFY_EVENTS` for `config.VARS`: a ValueError whose text does not repeat the name."""
+    try:
+        return parse_notify_events(value)
+    except NotifyConfigError as exc:
+        raise ValueError(exc.message) from None
+
+
+def notify_settings(
+    *,
+    webhook_url: str | None = None,
+    webhook_token: bytes | None = None,
+    urls: str | None = None,
+    events: frozenset[EventType] = ALL_EVENT_TYPES,
 ) -> NotifySettings:
-    """Read and check every notification variable; raise `NotifyConfigProblems` listing all."""
+    """Check the values read; raise `NotifyConfigProblems` listing every problem."""
     errors: list[NotifyConfigError] = []
-    url = _text(_value(env, "NOTIFY_WEBHOOK_URL", read, errors), "NOTIFY_WEBHOOK_URL", errors)
-    token = _value(env, "NOTIFY_WEBHOOK_TOKEN", read, errors)
-    urls = _text(_value(env, "NOTIFY_URLS", read, errors), "NOTIFY_URLS", errors)
+    settings = _check(webhook_url, webhook_token, urls, events, errors)
+    if errors:
+        raise NotifyConfigProblems(tuple(errors))
+    return settings
+
+
+def _check(
+    url: str | None,
+    token: bytes | None,
+    urls: str | None,
+    events: frozenset[EventType],
+    errors: list[NotifyConfigError],
+) -> NotifySettings:
+    url = (url.strip() or None) if url is not None else None
+    urls = (urls.strip() or None) if urls is not None else None
     webhook: str | None = None
     if url is not None:
         try:
@@ -149,11 +167,23 @@ def load_notify_settings(
         targets = parse_notify_urls(urls)
     except NotifyConfigError as exc:
         errors.append(exc)
+    return NotifySettings(webhook_url=webhook, webhook_token=token, apprise=targets, events=events)
+
+
+def load_notify_settings(
+    env: Mapping[str, str], *, read: Callable[[Path], bytes] = Path.read_bytes
+) -> NotifySettings:
+    """Read and check every notification variable; raise `NotifyConfigProblems` listing all."""
+    errors: list[NotifyConfigError] = []
+    url = _text(_value(env, "NOTIFY_WEBHOOK_URL", read, errors), "NOTIFY_WEBHOOK_URL", errors)
+    token = _value(env, "NOTIFY_WEBHOOK_TOKEN", read, errors)
+    urls = _text(_value(env, "NOTIFY_URLS", read, errors), "NOTIFY_URLS", errors)
     events = ALL_EVENT_TYPES
     try:
         events = parse_notify_events(env.get("NOTIFY_EVENTS"))
     except NotifyConfigError as exc:
         errors.append(exc)
+    settings = _check(url, token, urls, events, errors)
     if errors:
         raise NotifyConfigProblems(tuple(errors))
-    return NotifySettings(webhook_url=webhook, webhook_token=token, apprise=targets, events=events)
+    return settings

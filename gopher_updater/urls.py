@@ -37,6 +37,34 @@ class CheckedUrl:
     auth: tuple[str, Secret] | None = None
 
 
+@attrs.frozen
+class LcdEndpoint:
+    """One LCD base URL of `RPC_URL`: the URL without userinfo, and its Basic-auth credentials.
+
+    `label` (`scheme://host:port`, the port always written) is what metrics, logs and pages
+    name the endpoint by; it never holds credentials or the path.
+    """
+
+    url: str
+    auth: tuple[str, Secret] | None = attrs.field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        shown = f"[{host}]" if ":" in host else host
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"{parts.scheme}://{shown}:{port}"
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    @classmethod
+    def from_checked(cls, checked: CheckedUrl) -> LcdEndpoint:
+        return cls(url=checked.url, auth=checked.auth)
+
+
 def check_host(value: str, *, lenient: bool = False) -> str:
     """An IP address or an RFC 1123 hostname (`lenient`: `_` allowed); raise ValueError.
 

@@ -36,8 +36,18 @@ def test_defaults_applied() -> None:
     assert (cfg.log_level, cfg.log_format) == ("info", "json")
 
 
-def test_seventeen_variables() -> None:
-    assert len(config.ENV_VARS) == 17
+def test_thirty_variables() -> None:
+    # 17 until the Flux nudge, the upgrade timeline, several LCDs and notifications arrived.
+    assert len(config.ENV_VARS) == 30
+    assert {
+        "RPC_QUORUM",
+        "UPGRADE_STUCK_AFTER",
+        *("FLUX_RECEIVER_URL", "FLUX_RECEIVER_URL_FILE"),
+        *("FLUX_RECEIVER_TOKEN", "FLUX_RECEIVER_TOKEN_FILE"),
+        *("NOTIFY_WEBHOOK_URL", "NOTIFY_WEBHOOK_URL_FILE"),
+        *("NOTIFY_WEBHOOK_TOKEN", "NOTIFY_WEBHOOK_TOKEN_FILE"),
+        *("NOTIFY_URLS", "NOTIFY_URLS_FILE", "NOTIFY_EVENTS"),
+    } <= config.ENV_VARS.keys()
 
 
 @pytest.mark.parametrize(
@@ -183,7 +193,8 @@ def _problems(env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-_OPTIONAL = [v for v in config.VARS if not v.mandatory and not v.empty_is_value]
+_OPTIONAL = [v for v in config.VARS if not v.mandatory and not v.empty_is_value and not v.secret]
+_OPTIONAL_SECRETS = [v for v in config.VARS if v.secret and not v.mandatory]
 
 
 @pytest.mark.parametrize("var", _OPTIONAL, ids=lambda v: v.name)
@@ -193,6 +204,12 @@ def test_an_empty_optional_variable_means_its_default(var: config.Var) -> None:
     cfg = config.load({**BASE, var.name: ""})
     assert getattr(cfg, var.attr) == getattr(defaults, var.attr)
     assert getattr(cfg, var.attr) == getattr(config.load({**BASE, var.name: var.default}), var.attr)
+
+
+@pytest.mark.parametrize("var", _OPTIONAL_SECRETS, ids=lambda v: v.name)
+def test_an_empty_optional_secret_or_its_file_means_unset(var: config.Var) -> None:
+    assert var.default is None and var.file_name
+    assert config.load({**BASE, var.name: "", var.file_name: ""}) == config.load(BASE)
 
 
 def test_empty_pprof_enabled_and_log_format_keep_their_defaults() -> None:
@@ -471,3 +488,281 @@ def test_a_password_with_unencoded_delimiters_is_never_shown(value: str) -> None
     problems = _problems({**BASE, "RPC_URL": value, "REGISTRY_URL": value})
     assert "S3CRET" not in str(problems) and "pa" not in redact_url(value, keep_path=True)
     assert set(problems) >= {"RPC_URL", "REGISTRY_URL"}
+
+
+# --- the next features' variables: several LCDs, the upgrade timeline, Flux, notifications --
+
+
+def test_one_rpc_url_is_one_endpoint_and_the_first_is_rpc_url() -> None:
+    cfg = config.load(BASE)
+    (only,) = cfg.lcd_endpoints
+    assert only == config.LcdEndpoint(url="http://localhost:1317")
+    assert only.label == "http://localhost:1317" and cfg.rpc_quorum == 1
+
+
+def test_rpc_url_takes_a_list_each_with_its_own_credentials() -> None:
+    cfg = config.load(
+        {
+            **BASE,
+            "RPC_URL": " https://u1:pw-0ne@a.example/lcd/ , http://b.example,http://[::1]:1317",
+        }
+    )
+    a, b, c = cfg.lcd_endpoints
+    assert (a.url, b.url, c.url) == (
+        "https://a.example/lcd",
+        "http://b.example",
+        "http://[::1]:1317",
+    )
+    assert [e.label for e in cfg.lcd_endpoints] == [
+        "https://a.example:443",
+        "http://b.example:80",
+        "http://[::1]:1317",
+    ]
+    assert a.auth is not None and (a.auth[0], a.auth[1].reveal()) == ("u1", "pw-0ne")
+    assert b.auth is None and c.auth is None
+    assert (cfg.rpc_url, cfg.rpc_auth) == (a.url, a.auth)
+    assert "pw-0ne" not in repr(cfg) and "u1" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://a,http://a:80", "item 2: the same endpoint as item 1"),
+        ("https://a/x/,http://b,https://u:p@a:443/x", "item 3: the same endpoint as item 1"),
+        ("http://a,,http://b", "item 2: empty item"),
+        ("http://a,", "item 2: empty item"),
+        (",".join(f"http://h{n}" for n in range(9)), "9 URLs; at most 8"),
+        ("http://a, ftp://b", "item 2: scheme"),
+    ],
+)
+def test_rpc_url_list_refuses_repeats_empties_and_too_many(value: str, expected: str) -> None:
+    assert expected in _problems({**BASE, "RPC_URL": value})["RPC_URL"]
+
+
+def test_rpc_url_list_same_host_other_path_or_port_is_another_endpoint() -> None:
+    cfg = config.load({**BASE, "RPC_URL": "http://a/x,http://a/y,http://a:1317/x"})
+    assert len(cfg.lcd_endpoints) == 3
+    assert (
+        len(
+            config.load(
+                {**BASE, "RPC_URL": ",".join(f"http://h{n}" for n in range(8))}
+            ).lcd_endpoints
+        )
+        == 8
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://user:pa,ss-S3CRET@host",  # an unencoded comma splits the password
+        "http://a, http://user:pa,ss-S3CRET@host:99999",
+        "http://user:S3CRET@h:0,http://b",
+    ],
+)
+def test_a_bad_rpc_url_list_never_shows_a_credential(value: str) -> None:
+    problem = _problems({**BASE, "RPC_URL": value})["RPC_URL"]
+    assert "S3CRET" not in problem and "pa" not in problem.replace("expected", "")
+
+
+@pytest.mark.parametrize(
+    ("env", "quorum"),
+    [({}, 1), ({"RPC_QUORUM": "1"}, 1), ({"RPC_QUORUM": " 2 ", "RPC_URL": "http://a,http://b"}, 2)],
+)
+def test_rpc_quorum(env: dict[str, str], quorum: int) -> None:
+    assert config.load({**BASE, **env}).rpc_quorum == quorum
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "1.5", "9", "٣", "1e3"])
+def test_rpc_quorum_is_an_integer_from_1_to_8(value: str) -> None:
+    assert "integer 1-8" in _problems({**BASE, "RPC_QUORUM": value})["RPC_QUORUM"]
+
+
+def test_rpc_quorum_above_the_endpoint_count_names_both() -> None:
+    problem = _problems({**BASE, "RPC_QUORUM": "3", "RPC_URL": "http://a,http://b"})
+    assert problem["RPC_QUORUM"] == "3 is more than the 2 endpoint(s) in RPC_URL"
+    # A bad RPC_URL is its own problem; the quorum is not judged against nothing.
+    assert set(_problems({**BASE, "RPC_QUORUM": "3", "RPC_URL": "ftp://a"})) == {"RPC_URL"}
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("", 1800.0),
+        ("30m", 1800.0),
+        ("5s", 5.0),
+        ("1s", 1.0),
+        ("168h", 604800.0),
+        ("2h30m", 9000.0),
+    ],
+)
+def test_upgrade_stuck_after(value: str, seconds: float) -> None:
+    assert config.load({**BASE, "UPGRADE_STUCK_AFTER": value}).upgrade_stuck_after == seconds
+
+
+@pytest.mark.parametrize("value", ["999ms", "0", "30", "168h1s", "7d", "-5m"])
+def test_upgrade_stuck_after_has_a_floor_and_a_ceiling(value: str) -> None:
+    assert "UPGRADE_STUCK_AFTER" in _problems({**BASE, "UPGRADE_STUCK_AFTER": value})
+
+
+HOOK = "http://webhook-receiver.flux-system.svc/hook/" + "ab" * 32
+HOOK2 = "https://flux.example:9292/hook/" + "cd" * 32
+
+
+def test_no_flux_receiver_means_no_nudging() -> None:
+    cfg = config.load(BASE)
+    assert cfg.flux_receivers == () and cfg.flux_token_warning is None
+
+
+def test_flux_receivers_from_files_token_byte_for_byte(tmp_path: Path) -> None:
+    url_file, token_file = tmp_path / "url", tmp_path / "token"
+    url_file.write_text(f"{HOOK},{HOOK2}\n")
+    token_file.write_bytes(b"t0ken-S3CRET\n")
+    cfg = config.load(
+        {
+            **BASE,
+            "FLUX_RECEIVER_URL_FILE": str(url_file),
+            "FLUX_RECEIVER_TOKEN_FILE": str(token_file),
+        }
+    )
+    a, b = cfg.flux_receivers
+    assert (a.url.reveal(), b.url.reveal()) == (HOOK, HOOK2)
+    assert (a.index, b.index, a.origin) == (1, 2, "http://webhook-receiver.flux-system.svc")
+    assert a.token is not None and a.token.reveal() == b"t0ken-S3CRET\n"
+    assert cfg.flux_token_warning is not None and "newline" in cfg.flux_token_warning
+    shown = repr(cfg) + str(cfg)
+    assert "S3CRET" not in shown and "ab" * 32 not in shown and "cd" * 32 not in shown
+
+
+def test_flux_receiver_from_the_environment_unsigned() -> None:
+    cfg = config.load({**BASE, "FLUX_RECEIVER_URL": HOOK})
+    (receiver,) = cfg.flux_receivers
+    assert receiver.token is None and cfg.flux_token_warning is None
+
+
+def test_flux_token_from_the_environment_is_taken_verbatim() -> None:
+    cfg = config.load({**BASE, "FLUX_RECEIVER_URL": HOOK, "FLUX_RECEIVER_TOKEN": " k e y "})
+    assert cfg.flux_receivers[0].token is not None
+    assert cfg.flux_receivers[0].token.reveal() == b" k e y "
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "expected"),
+    [
+        (
+            {"FLUX_RECEIVER_URL": "http://h/hook/x?S3CRET=1"},
+            "FLUX_RECEIVER_URL",
+            "receiver URL 1 (http://h): must not hold a query string or fragment",
+        ),
+        ({"FLUX_RECEIVER_URL": f"{HOOK},{HOOK}"}, "FLUX_RECEIVER_URL", "receiver URL 2"),
+        ({"FLUX_RECEIVER_URL": "http://u:S3CRET@h/hook/x"}, "FLUX_RECEIVER_URL", "user:password"),
+        ({"FLUX_RECEIVER_URL": "http://h"}, "FLUX_RECEIVER_URL", "no webhook path"),
+        ({"FLUX_RECEIVER_TOKEN": "S3CRET"}, "FLUX_RECEIVER_TOKEN", "without FLUX_RECEIVER_URL"),
+        ({"FLUX_RECEIVER_URL": " \t"}, "FLUX_RECEIVER_URL", "whitespace"),
+    ],
+)
+def test_bad_flux_settings_are_named_without_their_secret(
+    env: dict[str, str], variable: str, expected: str
+) -> None:
+    problems = _problems({**BASE, **env})
+    assert expected in problems[variable], problems
+    assert "S3CRET" not in str(problems)
+
+
+def test_flux_url_and_its_file_together_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "url"
+    path.write_text(HOOK)
+    problems = _problems({**BASE, "FLUX_RECEIVER_URL": HOOK, "FLUX_RECEIVER_URL_FILE": str(path)})
+    assert "not both" in problems["FLUX_RECEIVER_URL"]
+
+
+def test_no_notify_variable_means_no_channel() -> None:
+    cfg = config.load(BASE)
+    assert not cfg.notify.enabled and cfg.notify_events == config.ALL_EVENT_TYPES
+
+
+def test_notify_settings_from_files_token_byte_for_byte(tmp_path: Path) -> None:
+    from gopher_updater.notify import EventType
+
+    url, token = tmp_path / "url", tmp_path / "token"
+    url.write_text("https://hooks.example/S3CRET-path\n")
+    token.write_bytes(b"k3y-S3CRET\n")
+    cfg = config.load(
+        {
+            **BASE,
+            "NOTIFY_WEBHOOK_URL_FILE": str(url),
+            "NOTIFY_WEBHOOK_TOKEN_FILE": str(token),
+            "NOTIFY_EVENTS": "promoted, STUCK",
+        }
+    )
+    assert cfg.notify.webhook_url == "https://hooks.example/S3CRET-path"
+    assert cfg.notify.webhook_token == b"k3y-S3CRET\n" and cfg.notify.token_ends_in_newline
+    assert cfg.notify_events == {EventType.PROMOTED, EventType.STUCK}
+    assert "S3CRET" not in repr(cfg) + str(cfg)
+
+
+def test_notify_urls_are_checked_by_apprise() -> None:
+    cfg = config.load({**BASE, "NOTIFY_URLS": "json://127.0.0.1:9/S3CRET"})
+    assert [t.scheme for t in cfg.notify.apprise] == ["json"]
+    assert "S3CRET" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "expected"),
+    [
+        ({"NOTIFY_EVENTS": "promoted,nope"}, "NOTIFY_EVENTS", "unknown event type 'nope'"),
+        ({"NOTIFY_URLS": "bogus://S3CRET"}, "NOTIFY_URLS", ""),
+        ({"NOTIFY_WEBHOOK_URL": "ftp://S3CRET@example.com/"}, "NOTIFY_WEBHOOK_URL", ""),
+        ({"NOTIFY_WEBHOOK_TOKEN": "S3CRET"}, "NOTIFY_WEBHOOK_TOKEN", "without NOTIFY_WEBHOOK_URL"),
+        ({"NOTIFY_EVENTS": " "}, "NOTIFY_EVENTS", "whitespace"),
+    ],
+)
+def test_bad_notify_settings_are_named_without_their_secret(
+    env: dict[str, str], variable: str, expected: str
+) -> None:
+    problems = _problems({**BASE, **env})
+    assert expected in problems[variable], problems
+    assert "S3CRET" not in str(problems)
+    assert not problems[variable].startswith(variable), "the name is said once"
+
+
+def test_a_token_whose_url_file_is_broken_is_not_also_blamed(tmp_path: Path) -> None:
+    missing = str(tmp_path / "absent")
+    problems = _problems(
+        {
+            **BASE,
+            "NOTIFY_WEBHOOK_URL_FILE": missing,
+            "NOTIFY_WEBHOOK_TOKEN": "k",
+            "FLUX_RECEIVER_URL_FILE": missing,
+            "FLUX_RECEIVER_TOKEN": "k",
+        }
+    )
+    assert set(problems) == {"NOTIFY_WEBHOOK_URL_FILE", "FLUX_RECEIVER_URL_FILE"}
+
+
+def test_every_new_problem_in_the_one_exit_2_message() -> None:
+    env = {
+        **BASE,
+        "RPC_URL": "http://a,http://b",
+        "RPC_QUORUM": "3",
+        "UPGRADE_STUCK_AFTER": "1ms",
+        "FLUX_RECEIVER_URL": "http://h",
+        "NOTIFY_EVENTS": "nope",
+        "NOTIFY_WEBHOOK_URL": "ftp://x/S3CRET",
+    }
+    proc, _ = _cli(env, "run")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("invalid configuration") == 1
+    for name in ("RPC_QUORUM", "UPGRADE_STUCK_AFTER", "FLUX_RECEIVER_URL", "NOTIFY_EVENTS"):
+        assert f"  - {name}: " in proc.stderr
+    assert "  - NOTIFY_WEBHOOK_URL: " in proc.stderr and "S3CRET" not in proc.stderr
+
+
+def test_the_raw_strings_are_read_through_environ_config() -> None:
+    import environ
+
+    raw = environ.to_config(config._RawEnvironment, environ={"DOCKERHUB_PASSWORD": "S3CRET"})
+    assert raw.dockerhub_password == "S3CRET" and raw.rpc_url is None
+    assert "S3CRET" not in repr(raw)
+    generated = environ.generate_help(config._RawEnvironment)
+    assert all(name in generated for name in config.ENV_VARS)

@@ -72,6 +72,14 @@ def urls(draw: st.DrawFn) -> tuple[str, str | None]:
     return url, password
 
 
+@st.composite
+def url_lists(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """RPC_URL: one URL or several, comma-separated, and the passwords in their userinfo."""
+    items = draw(st.lists(urls(), min_size=1, max_size=draw(st.sampled_from([1, 3, 10]))))
+    sep = draw(st.sampled_from([",", ", ", ",,", " , "]))
+    return sep.join(u for u, _ in items), [p for _, p in items if p]
+
+
 @pytest.fixture(scope="module")
 def secret_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """Files of every kind (module-scoped: hypothesis re-runs the test body many times)."""
@@ -98,12 +106,52 @@ def secret_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]
     ] + ["/dev/null", "/dev/zero", "", " ", "rel/ative", "\x00", "\udcff", "\ud800", "x" * 300]
 
 
+#: Secret variables whose value is itself the secret (URLs with a credential path, tokens).
+SECRET_VALUES = (
+    "FLUX_RECEIVER_URL",
+    "FLUX_RECEIVER_TOKEN",
+    "NOTIFY_WEBHOOK_URL",
+    "NOTIFY_WEBHOOK_TOKEN",
+    "NOTIFY_URLS",
+)
+PATH_SECRET = st.text(SAFE, min_size=4, max_size=20).map(lambda s: "PaThSeCrEt" + s)
+SCHEMES = st.sampled_from(["http", "https", "json", "ftp", "slack", "nosuch", ""])
+
+
+@st.composite
+def secret_urls(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """One to three URLs (comma or space separated) whose paths, passwords and queries hold
+    secrets; hosts are shown by design (a webhook's host, a receiver's origin)."""
+    out, secrets = [], []
+    for _ in range(draw(st.integers(1, 3))):
+        path, password = draw(PATH_SECRET), draw(URL_PASSWORD)
+        secrets += [path, password]
+        userinfo = draw(st.sampled_from(["", f"u:{password}@"]))
+        tail = draw(st.sampled_from(["", f"?token={password}", "#f", "/", ","]))
+        host = draw(st.sampled_from(["127.0.0.1:9", "flux.example", "[::1]:80", "h:0", "é"]))
+        out.append(f"{draw(SCHEMES)}://{userinfo}{host}/hook/{path}{tail}")
+    return draw(st.sampled_from([",", " ", ", "])).join(out), secrets
+
+
+def _secret_value(name: str) -> st.SearchStrategy[tuple[str, list[str]]]:
+    if name.endswith("TOKEN"):
+        return st.one_of(PASSWORD.map(lambda p: (p, [p])), SPECIAL.map(lambda v: (v, [])))
+    return st.one_of(secret_urls(), SPECIAL.map(lambda v: (v, [])))
+
+
 def _values(name: str) -> st.SearchStrategy[str]:
     generic = st.one_of(SPECIAL, ANY_TEXT, NUMBERS, HUGE)
     default = config.ENV_VARS.get(name)
     known = st.just(default) if default is not None else st.just("x")
-    if name in ("POLL_INTERVAL", "REQUEST_TIMEOUT"):
+    if name in ("POLL_INTERVAL", "REQUEST_TIMEOUT", "UPGRADE_STUCK_AFTER"):
         return st.one_of(DURATIONS, generic, known)
+    if name == "RPC_QUORUM":
+        return st.one_of(PORTS.map(lambda p: p or ""), generic, known)
+    if name == "NOTIFY_EVENTS":
+        return st.one_of(
+            st.sampled_from(["all", "promoted,stuck", "PROMOTED stuck", "nope", ",,", "all,x"]),
+            generic,
+        )
     if name == "HTTP_HOST":
         return st.one_of(HOSTS, generic, known)
     if name == "HTTP_PORT":
@@ -130,9 +178,15 @@ def environments(draw: st.DrawFn, files: list[str]) -> tuple[dict[str, str], lis
         if name == "DOCKERHUB_PASSWORD":
             value = draw(st.one_of(PASSWORD, SPECIAL))
             secrets.append(value) if "SeCrEt" in value else None
-        elif name == "DOCKERHUB_PASSWORD_FILE":
+        elif name.endswith("_FILE"):
             value = draw(st.sampled_from(files))
-        elif name in ("RPC_URL", "REGISTRY_URL"):
+        elif name in SECRET_VALUES:
+            value, fed = draw(_secret_value(name))
+            secrets += fed
+        elif name == "RPC_URL":
+            value, passwords = draw(st.one_of(url_lists(), _values(name).map(lambda v: (v, []))))
+            secrets += passwords
+        elif name == "REGISTRY_URL":
             value, password = draw(st.one_of(urls(), _values(name).map(lambda v: (v, None))))
             if password:
                 secrets.append(password)
@@ -182,7 +236,15 @@ def test_fuzz_one_variable_in_a_valid_environment(
     if name == "DOCKERHUB_PASSWORD_FILE":
         del env["DOCKERHUB_PASSWORD"]
         env[name] = data.draw(st.sampled_from(secret_files))
-    elif name in ("RPC_URL", "REGISTRY_URL"):
+    elif name.endswith("_FILE"):
+        env[name] = data.draw(st.sampled_from(secret_files))
+    elif name in SECRET_VALUES:
+        env[name], fed = data.draw(_secret_value(name))
+        secrets += fed
+    elif name == "RPC_URL":
+        env[name], passwords = data.draw(url_lists())
+        secrets += passwords
+    elif name == "REGISTRY_URL":
         env[name], password = data.draw(urls())
         secrets += [password] if password else []
     elif name == "DOCKERHUB_PASSWORD":
@@ -194,7 +256,9 @@ def test_fuzz_one_variable_in_a_valid_environment(
         config.load(env)
     except config.ConfigError as exc:
         named = {p.split(":", 1)[0] for p in exc.problems}
-        assert named <= {name, "DOCKERHUB_PASSWORD", "TARGET_PREFIX"}, exc.problems
+        # A `_FILE` may be blamed under its variable's name (not both, or a bad value read).
+        alone = {name, name.removesuffix("_FILE"), "DOCKERHUB_PASSWORD", "TARGET_PREFIX"}
+        assert named <= alone, exc.problems
     _check(env, secrets)
 
 

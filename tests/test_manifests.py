@@ -253,11 +253,29 @@ def test_every_config_variable_appears_in_the_deployment_or_the_readme() -> None
     assert not missing, f"configuration variables an operator cannot discover: {missing}"
 
 
+#: Not set by the Deployment: the in-environment alternatives of secrets it mounts as files,
+#: and the optional notification channels (secrets an operator adds if wanted).
+NOT_IN_THE_DEPLOYMENT = {
+    "DOCKERHUB_PASSWORD",
+    "FLUX_RECEIVER_URL",
+    "FLUX_RECEIVER_TOKEN",
+    *("NOTIFY_WEBHOOK_URL", "NOTIFY_WEBHOOK_URL_FILE"),
+    *("NOTIFY_WEBHOOK_TOKEN", "NOTIFY_WEBHOOK_TOKEN_FILE"),
+    *("NOTIFY_URLS", "NOTIFY_URLS_FILE"),
+}
+
+
 def test_the_deployment_sets_every_variable_but_the_password_alternative() -> None:
     # The Deployment doubles as the reference config: one of DOCKERHUB_PASSWORD and
-    # DOCKERHUB_PASSWORD_FILE, and every other variable with an example value.
+    # DOCKERHUB_PASSWORD_FILE (likewise for the Flux receiver's two secrets), and every other
+    # variable with an example value but the optional notification channels.
     names = deployment_env().keys()
-    assert ENV_VARS.keys() - names == {"DOCKERHUB_PASSWORD"}
+    assert ENV_VARS.keys() - names == NOT_IN_THE_DEPLOYMENT
+    assert {
+        "DOCKERHUB_PASSWORD_FILE",
+        "FLUX_RECEIVER_URL_FILE",
+        "FLUX_RECEIVER_TOKEN_FILE",
+    } <= names
 
 
 def test_readme_configuration_table_names_only_real_variables_with_their_defaults() -> None:
@@ -290,11 +308,19 @@ def test_the_deployment_env_values_pass_the_real_config_loader(tmp_path: Path) -
     password_file = tmp_path / "password"
     password_file.write_text("token-from-the-mounted-secret\n")
     env["DOCKERHUB_PASSWORD_FILE"] = str(password_file)
+    # The Flux receiver's files, as the example `flux-receiver` Secret would mount them.
+    example = find_doc(K8S / "secret.example.yaml", "Secret", "flux-receiver")["stringData"]
+    for name, key in (("FLUX_RECEIVER_URL_FILE", "url"), ("FLUX_RECEIVER_TOKEN_FILE", "token")):
+        (tmp_path / key).write_bytes(example[key].encode())
+        env[name] = str(tmp_path / key)
 
     cfg = config.load(env)
 
     assert cfg.dockerhub_password.reveal() == "token-from-the-mounted-secret"
     assert cfg.http_port == named_port("http")
+    (receiver,) = cfg.flux_receivers
+    assert receiver.url.reveal() == example["url"] and receiver.signed
+    assert cfg.flux_token_warning is None
 
 
 def test_the_image_bakes_in_no_configuration_and_no_secret() -> None:
@@ -452,6 +478,27 @@ def test_the_dockerhub_secret_is_wired_consistently() -> None:
     password_file = env["DOCKERHUB_PASSWORD_FILE"]["value"]
     assert password_file in paths, f"{password_file} is not a file of the mounted secret"
     assert paths[password_file] in secret["stringData"]
+
+
+def test_the_flux_receiver_secret_is_optional_and_wired_consistently() -> None:
+    env = deployment_env()
+    secret = find_doc(K8S / "secret.example.yaml", "Secret", "flux-receiver")
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    (mount,) = [
+        m
+        for m in app_container()["volumeMounts"]
+        if volumes[m["name"]].get("secret", {}).get("secretName") == "flux-receiver"
+    ]
+    assert mount.get("readOnly") is True
+    source = volumes[mount["name"]]["secret"]
+    assert source["optional"] is True  # the daemon, not the kubelet, says what is missing
+    paths = {f"{mount['mountPath']}/{i['path']}": i["key"] for i in source["items"]}
+    for name, key in (("FLUX_RECEIVER_URL_FILE", "url"), ("FLUX_RECEIVER_TOKEN_FILE", "token")):
+        assert paths.get(env[name]["value"]) == key, f"{name} is not the mounted `{key}`"
+        assert key in secret["stringData"]
+    # One token, byte for byte, on both sides: the daemon's Secret and the Receiver's.
+    receiver_secret = find_doc(FLUX / "receiver-secret.example.yaml", "Secret")
+    assert secret["stringData"]["token"] == receiver_secret["stringData"]["token"]
 
 
 def test_service_and_podmonitor_reach_the_http_port_and_metrics() -> None:
@@ -615,6 +662,20 @@ def test_the_test_rig_is_removed_before_the_wheel_is_built() -> None:
     assert removal != -1, "gopher_updater/testing must not reach the image"
     assert removal < runs.find("pip wheel"), "the rig must be gone before the wheel is built"
     assert "find_spec('gopher_updater.testing') is None" in runs
+
+
+def test_the_image_installs_the_notify_extra() -> None:
+    # README "Notifications": the image installs gopher-updater[notify], so NOTIFY_URLS works.
+    runs = " && ".join(args for kw, args in build_stage() if kw == "RUN")
+    assert (
+        'set -- /tmp/wheels/gopher_updater-*.whl && /opt/venv/bin/pip install "${1}[notify]"'
+        in runs
+    )
+    assert "find_spec('apprise')" in runs
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(req.startswith("apprise") for req in extras["notify"])
 
 
 def test_the_runtime_image_carries_no_pip() -> None:

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from gopher_updater.secret import Hidden
+
 #: A webhook URL is scheme://host/hook/<64 hex>; anything near this long is not one.
 MAX_URL_LENGTH = 2048
 #: Characters a URL may hold as written in an env var or file (no spaces, no controls).
@@ -68,27 +70,10 @@ class ReceiverURL:
         return hash(self._value)
 
 
-class ReceiverToken:
-    """The generic-hmac key, byte-exact, that refuses to be printed."""
+class ReceiverToken(Hidden[bytes]):
+    """The generic-hmac key, byte-exact: Flux uses the Secret's value verbatim."""
 
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes) -> None:
-        self._value = value
-
-    def reveal(self) -> bytes:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "ReceiverToken('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ReceiverToken) and hmac.compare_digest(other._value, self._value)
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+    __slots__ = ()
 
 
 @attrs.frozen
@@ -186,7 +171,7 @@ def token_warning(token: bytes | None) -> str | None:
 
 def signature(token: ReceiverToken | bytes, body: bytes) -> str:
     """`X-Signature` value for generic-hmac: `sha256=<hex HMAC of the exact body bytes>`."""
-    key = token.reveal() if isinstance(token, ReceiverToken) else token
+    key = token.reveal() if isinstance(token, Hidden) else token
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 

@@ -26,7 +26,8 @@ import attrs
 from gopher_updater.notifier import Channel
 from gopher_updater.notify import ALL_EVENT_TYPES, EventType, NotifyConfigError, parse_notify_events
 from gopher_updater.notify_apprise import AppriseChannel, AppriseTarget, parse_notify_urls
-from gopher_updater.notify_webhook import WebhookChannel, check_webhook_url, redact_url
+from gopher_updater.notify_webhook import WebhookChannel, check_webhook_url
+from gopher_updater.urls import redact_url
 
 
 class NotifyConfigProblems(ValueError):

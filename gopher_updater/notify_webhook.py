@@ -10,8 +10,6 @@ class name, because httpx's own messages can embed the request URL.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -19,7 +17,9 @@ import attrs
 import httpx
 
 from gopher_updater import __version__
+from gopher_updater.flux_receiver import signature
 from gopher_updater.notify import NotifyConfigError, NotifyEvent, encode_event
+from gopher_updater.urls import redact_url
 
 #: Statuses worth another try: the service is busy, rate-limiting or broken for now. Every
 #: other 4xx says the request itself is wrong, and sending it again can't fix that.
@@ -33,23 +33,6 @@ class Attempt:
     ok: bool
     retryable: bool
     detail: str
-
-
-def sign(key: bytes, body: bytes) -> str:
-    """`X-Signature` value: `sha256=<hex>` HMAC of the exact body bytes (Flux generic-hmac)."""
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-
-
-def redact_url(url: str) -> str:
-    """`scheme://host[:port]`: enough to tell services apart, never a path, query or userinfo."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "?"
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme or '?'}://{host}{port}"
 
 
 def check_webhook_url(url: str, variable: str = "NOTIFY_WEBHOOK_URL") -> str:
@@ -95,7 +78,7 @@ class WebhookChannel:
         self._client = client
         self._own_client = client is None
         self.name = "webhook"
-        self.target = redact_url(url)
+        self.target = redact_url(url)  # scheme://host[:port]: the path may be the secret
 
     def __repr__(self) -> str:
         return f"WebhookChannel({self.target!r}, signed={self._token is not None})"
@@ -125,7 +108,7 @@ class WebhookChannel:
             "User-Agent": f"gopher-updater/{__version__}",
         }
         if self._token is not None:
-            headers["X-Signature"] = sign(self._token, body)
+            headers["X-Signature"] = signature(self._token, body)
         return body, headers
 
     async def send(self, event: NotifyEvent) -> Attempt:

@@ -10,34 +10,47 @@ never anything about its content.
 
 from __future__ import annotations
 
+import hmac
 import os
 import stat
+from typing import Generic, TypeVar
+
+T = TypeVar("T", str, bytes)
 
 #: Far above any token or password; a file bigger than this is the wrong file.
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
-class Secret:
-    """A string that refuses to be printed: repr/str/format never show the value."""
+class Hidden(Generic[T]):
+    """A value that refuses to be printed: repr/str/format never show it."""
 
     __slots__ = ("_value",)
+    _value: T
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: T) -> None:
         self._value = value
 
-    def reveal(self) -> str:
+    def reveal(self) -> T:
         return self._value
 
     def __repr__(self) -> str:
-        return "Secret('********')"
+        return f"{type(self).__name__}('********')"
 
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        if not isinstance(other, Hidden) or type(other._value) is not type(self._value):
+            return False
+        return hmac.compare_digest(other._value, self._value)
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+class Secret(Hidden[str]):
+    """A password, token or credential-bearing URL read from the environment."""
+
+    __slots__ = ()
 
 
 class SecretFileError(ValueError):

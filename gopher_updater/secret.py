@@ -41,7 +41,10 @@ class Hidden(Generic[T]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Hidden) or type(other._value) is not type(self._value):
             return False
-        return hmac.compare_digest(other._value, self._value)
+        mine, theirs = self._value, other._value
+        if isinstance(mine, str) and isinstance(theirs, str):  # non-ASCII str: compare bytes
+            return hmac.compare_digest(mine.encode(), theirs.encode())
+        return hmac.compare_digest(mine, theirs)
 
     def __hash__(self) -> int:
         return hash(self._value)

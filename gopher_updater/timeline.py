@@ -10,7 +10,8 @@
   DRY_RUN);
 - `nudged`: the first Flux Receiver call accepted (only with a receiver configured);
 - `node_upgraded`: the LCD's node answers `applied_plan/<name>` > 0: it runs the new binary;
-- `resumed`: a block above H seen: the network runs again;
+- `resumed`: a block above H seen: the network runs again (at block H+1's own time when
+  the read shows H+1, else when read);
 - `stuck`: not resumed within `stuck_after` seconds of the halt; it clears itself when the
   chain resumes later.
 
@@ -188,9 +189,13 @@ def _read(tl: Timeline, obs: ChainRead, marks: list[Mark]) -> Timeline:
     if obs.applied is not None and obs.applied > 0:
         tl = _mark(tl, Stage.NODE_UPGRADED, obs.at, marks)
     if obs.block is not None and obs.block > tl.height:
-        # A block above H: the chain runs the new binary, our LCD's node included.
+        # A block above H: the chain runs the new binary, our LCD's node included. Block
+        # H+1's own time is the resume (a read lands up to a cadence later).
+        resumed = obs.at
+        if obs.block == tl.height + 1 and obs.block_time is not None:
+            resumed = min(obs.block_time, obs.at)
         tl = _mark(tl, Stage.NODE_UPGRADED, obs.at, marks)
-        tl = _mark(tl, Stage.RESUMED, obs.at, marks)
+        tl = _mark(tl, Stage.RESUMED, resumed, marks)
         tl = attrs.evolve(tl, stuck=False)
     return tl
 

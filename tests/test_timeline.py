@@ -6,16 +6,25 @@ from typing import Any
 
 import pytest
 import trio
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from gopher_updater import timeline as tl
 from gopher_updater.chain_errors import ChainHTTPError
 from gopher_updater.follower import Follower
 from gopher_updater.manifest import Outcome
-from gopher_updater.metrics import UpgradeMetrics
+from gopher_updater.metrics import Metrics, UpgradeMetrics
 from gopher_updater.model import Height, Plan, RetagJob, RetagReason
-from gopher_updater.state import Promotion
+from gopher_updater.state import (
+    ChainView,
+    Problems,
+    Promotion,
+    PromotionsView,
+    Snapshot,
+    status,
+)
 from gopher_updater.timeline import ChainRead, Halted, Nudged, Promoted, Stage, Tick
+from gopher_updater.worker import JobQueue, RetagWorker
+from tests.test_worker import ScriptedRegistry
 
 H = 1000
 
@@ -196,3 +205,72 @@ async def test_follower_follows_only_the_newest_upgrade(autojump_clock: Any) -> 
         view = follower.view.timeline
         assert view is not None and view.plan == "v3" and not view.reached(Stage.PROMOTED)
         nursery.cancel_scope.cancel()
+
+
+# --- the wiring: worker hooks, problem kinds, the scrape-time health ------------------------
+
+
+class RecordingHooks:
+    def __init__(self, *, broken: bool = False) -> None:
+        self.started: list[str] = []
+        self.settles: list[tuple[str, str]] = []
+        self.broken = broken
+
+    def job_started(self, job: RetagJob) -> None:
+        self.started.append(job.plan.name)
+        if self.broken:
+            raise RuntimeError("a timeline bug")
+
+    def settled(self, job: RetagJob, promotion: Promotion) -> None:
+        self.settles.append((job.plan.name, promotion.outcome.value))
+        if self.broken:
+            raise RuntimeError("a timeline bug")
+
+
+@pytest.mark.parametrize("broken", [False, True])
+async def test_the_worker_calls_its_hooks_and_survives_a_broken_one(
+    autojump_clock: Any, broken: bool
+) -> None:
+
+    outcomes = {"release-v1": Outcome.PROMOTED, "release-v2": Outcome.CONFLICT}
+    registry = ScriptedRegistry(lambda tag, _n, _t: outcomes[tag])
+    send, receive = trio.open_memory_channel[RetagJob](4)
+    hooks = RecordingHooks(broken=broken)
+    worker = RetagWorker(registry, Metrics(), JobQueue(send), hooks=hooks)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run, receive)
+        for name, height in (("v1", 10), ("v2", 20)):
+            await send.send(RetagJob(Plan(name, height), "release-" + name, "mainnet-" + name))
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert hooks.started == ["v1", "v2"]
+    assert hooks.settles == [("v1", "promoted")]  # a conflict is not settled
+    assert worker.view.last is not None and worker.view.last.outcome is Outcome.CONFLICT
+    assert worker.view.problems.kind_of("v2", "?") == "conflict"
+
+
+def test_problem_kinds_and_the_health_metrics() -> None:
+
+    snap = Snapshot.initial(60.0)
+    assert snap.problem_kinds == frozenset()
+    chain = ChainView(180.0, problems=Problems().report("bad name", "not a tag"))
+    promotions = PromotionsView(
+        problems=Problems()
+        .report("v1", "source image release-v1 missing", "source_missing")
+        .report("v2", "retag failed", "promotion_error")
+        .clear("v2")
+    )
+    snap = Snapshot(chain, snap.governance, snap.registry, promotions)
+    assert snap.problem_kinds == {"invalid_plan_name", "source_missing"}
+
+    metrics = Metrics()
+    page = generate_latest(metrics.registry).decode()
+    assert "gopher_updater_ready 0.0" in page  # unbound: not ready, no problem
+    metrics.health.bind(lambda: (True, snap.problem_kinds))
+    page = generate_latest(metrics.registry).decode()
+    assert "gopher_updater_ready 1.0" in page
+    assert 'gopher_updater_problem{kind="source_missing"} 1.0' in page
+    assert 'gopher_updater_problem{kind="invalid_plan_name"} 1.0' in page
+    assert 'gopher_updater_problem{kind="conflict"} 0.0' in page
+    body = status(snap)
+    assert body["upgrade"] is None and body["flux"] is None

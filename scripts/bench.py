@@ -233,7 +233,7 @@ async def bench(runs: int, idle_seconds: float) -> int:
             statistics.median(latencies) <= TARGETS["latency_median_s"],
         ),
         (
-            "halt -> first Flux nudge min/median/max (s)",
+            "halt -> first nudge min/median/max (s)",
             f"{min(nudges):.3f} / {statistics.median(nudges):.3f} / {max(nudges):.3f}",
             f"median <= {TARGETS['nudge_median_s']}",
             statistics.median(nudges) <= TARGETS["nudge_median_s"],

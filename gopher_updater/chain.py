@@ -142,7 +142,12 @@ class ChainClient:
         """Block-store height of the newest block (H at an upgrade halt) plus the app height."""
         answer = await self._get(BLOCKS_LATEST, limit=MAX_BLOCK_BODY)
         header = self._decode(BLOCKS_LATEST, chain_json.latest_block, answer.body)
-        return Height(block=header.height, app=answer.app_height, time=header.time or None)
+        return Height(
+            block=header.height,
+            app=answer.app_height,
+            time=header.time or None,
+            chain_id=header.chain_id or None,
+        )
 
     async def applied_height(self, name: str) -> int:
         """The height at which plan `name` was applied, 0 if it never was (cancelled/replaced).

@@ -39,6 +39,8 @@ MAX_DEPTH = 64
 MAX_NEXT_KEY = 512
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 #: RFC 3339 as CometBFT writes block times, loosely: printable, bounded, nothing to escape.
+#: Tendermint/CometBFT chain ids: at most 50 characters; we accept the usual alphabet.
+_CHAIN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 _TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,24}(Z|[+-][0-9]{2}:[0-9]{2})")
 
 MSG_SOFTWARE_UPGRADE = "/cosmos.upgrade.v1beta1.MsgSoftwareUpgrade"
@@ -111,6 +113,8 @@ class AppliedPlanJSON:
 class HeaderJSON:
     height: UInt64
     time: str = ""
+    #: Untyped on purpose: a strange chain_id is dropped by `latest_block`, never fatal.
+    chain_id: Any = ""
 
 
 @attrs.frozen
@@ -276,6 +280,10 @@ def latest_block(body: bytes) -> HeaderJSON:
         # The time is only shown to operators: a strange one is dropped, not fatal, so it
         # can never cost the halt observation this answer is read for.
         header = attrs.evolve(header, time="")
+    chain_id = header.chain_id
+    if not isinstance(chain_id, str) or _CHAIN_ID_RE.fullmatch(chain_id) is None:
+        # Only the Flux nudge's event body carries it: like the time, never worth the halt.
+        header = attrs.evolve(header, chain_id="")
     return header
 
 

@@ -12,8 +12,12 @@
             │                       publishes GovernanceView
             ├── retag worker        RetagWorker: RetagJob channel -> registry; publishes
             │                       PromotionsView
-            └── registry watch      RegistryWatch: push credentials + source-tag preflight;
-                                    publishes RegistryView
+            ├── registry watch      RegistryWatch: push credentials + source-tag preflight;
+            │                       publishes RegistryView
+            ├── upgrade follower    Follower: the timeline from the halt until the chain
+            │                       runs again (worker hooks, own LCD reads); UpgradeView
+            └── flux nudger         Nudger (only with FLUX_RECEIVER_URL): the follower
+                                    queues a nudge per settled promotion
 
 When the task nursery ends (signal or crash), `shutdown` is set so Hypercorn closes its
 connections gracefully; the process exits 0 on a signal and 1 on a crash.
@@ -32,6 +36,8 @@ import trio
 from gopher_updater import __version__, ops, rule
 from gopher_updater.chain import ChainClient
 from gopher_updater.config import Config
+from gopher_updater.flux import FluxMetrics, Nudger, NudgeSchedule
+from gopher_updater.follower import Follower
 from gopher_updater.governance import Governance
 from gopher_updater.logs import configure, get_logger
 from gopher_updater.metrics import Metrics
@@ -39,7 +45,7 @@ from gopher_updater.model import RetagJob
 from gopher_updater.poller import Poller
 from gopher_updater.preflight import RegistryWatch, wanted_tags
 from gopher_updater.registry import RegistryClient
-from gopher_updater.state import Views, Wakeup
+from gopher_updater.state import Snapshot, Views, Wakeup, readiness
 from gopher_updater.urls import redact_url
 from gopher_updater.worker import JobQueue, RetagWorker
 
@@ -140,7 +146,25 @@ async def run(
             poll_interval=cfg.poll_interval,
             request_timeout=cfg.request_timeout,
         )
-        worker = RetagWorker(registry, metrics, queue)
+        # -- after the retag (issue 11): the follower, and the Nudger it feeds
+        follower = Follower(
+            chain,
+            metrics.upgrade,
+            stuck_after=cfg.upgrade_stuck_after,
+            poll_interval=cfg.poll_interval,
+            request_timeout=cfg.request_timeout,
+            repository=cfg.repo_path,
+        )
+        nudger = None
+        if cfg.flux_receivers:  # none: no Nudger task at all
+            nudger = follower.nudger = Nudger(
+                cfg.flux_receivers,
+                metrics=FluxMetrics(metrics.registry),
+                schedule=NudgeSchedule(request_timeout=cfg.request_timeout),
+                dry_run=cfg.dry_run,
+                on_accepted=follower.nudge_accepted,  # the timeline's `nudged`
+            )
+        worker = RetagWorker(registry, metrics, queue, hooks=follower)
         watch = RegistryWatch(
             registry,
             metrics,
@@ -148,7 +172,15 @@ async def run(
             interval=registry_check_interval(cfg.poll_interval),
             wakeup=preflight,
         )
-        views = Views(chain=poller, governance=governance, registry=watch, promotions=worker)
+        views = Views(
+            chain=poller,
+            governance=governance,
+            registry=watch,
+            promotions=worker,
+            upgrade=follower,
+            flux=None if nudger is None else nudger.snapshot,
+        )
+        metrics.health.bind(lambda: _health(views.snapshot()))
         app = ops.create_app(views.snapshot, metrics, pprof_enabled=cfg.pprof_enabled)
         shutdown = trio.Event()
         async with trio.open_nursery() as root:
@@ -162,10 +194,19 @@ async def run(
                     await tasks.start(governance.run, poller, name="governance reader")
                     await tasks.start(worker.run, receive, name="retag worker")
                     await tasks.start(watch.run, name="registry watch")
+                    await tasks.start(follower.run, name="upgrade follower")
+                    if nudger is not None:
+                        await tasks.start(nudger.run, name="flux nudger")
                     task_status.started(urls)
             finally:
                 shutdown.set()
     log.info("stopped")
+
+
+def _health(snap: Snapshot) -> tuple[bool, frozenset[str]]:
+    """`gopher_updater_ready` and `_problem{kind}` at scrape time, as /readyz sees it."""
+    ready, _ = readiness(snap, trio.current_time())
+    return ready, snap.problem_kinds
 
 
 def main(cfg: Config) -> int:

@@ -4,28 +4,39 @@ A chain simulator producing a block a second with an upgrade plan a few blocks a
 registry (Debian's `docker-registry`, Bearer-token auth when the test extras are installed)
 holding a multi-arch `release-` image (an OCI index with two platforms), and the daemon with
 the production default `POLL_INTERVAL=1m`: adaptive polling has to catch the halt on its own.
+A Flux Receiver simulator (generic-hmac, the notification-controller's own checks) takes the
+daemon's nudge, and the chain's "new binary" restarts `UPGRADE_AFTER` seconds after the halt.
 It shows the climb to H, the daemon's state changes, the promotion and an independent digest
-check, lets the "new binary" apply the upgrade, and cleans up everything it started.
+check, then the upgrade's timeline as the daemon's /status reports it: halt -> promoted ->
+nudged -> node upgraded -> resumed, with the measured delays; and cleans up everything it
+started.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import httpx
 import trio
 
 from gopher_updater.logs import configure
 from gopher_updater.testing.chainsim import ChainSim
+from gopher_updater.testing.fluxsim import FluxSim, ObjectKey, Resource, SimReceiver
 from gopher_updater.testing.registry import RunningRegistry, running_registry
 from gopher_updater.testing.stack import daemon_env, start_daemon
 
 REPO = "demo/node"
 PLAN = "v2.0.0"
 TIMEOUT = 50.0
+UPGRADE_AFTER = 3.0  # seconds from the halt until the new binary runs block H
+FLUX_TOKEN = b"demo-token"
+IMAGE_REPO = ObjectKey("image.toolkit.fluxcd.io/v1", "ImageRepository", "flux-system", "node")
 
 
 def _say(text: str) -> None:
@@ -60,41 +71,113 @@ async def run_demo(blocks_ahead: int, block_time: float, workdir: Path) -> bool:
     with running_registry(auth, workdir=workdir) as reg:  # type: ignore[arg-type]
         source = reg.push_image(REPO, "release-" + PLAN, "oci-index")
         print(f"    pushed {REPO}:release-{PLAN} (multi-arch OCI index) {source}")
-        async with trio.open_nursery() as nursery:
-            sim = ChainSim(height=1000, block_time=block_time)
-            await nursery.start(sim.run)
-            halt = sim.height + blocks_ahead
-            sim.schedule_plan(PLAN, halt)
-            _say(f"chain simulator at {sim.url}: plan {PLAN!r} at height {halt}, 1 block/s")
-            env = daemon_env(sim.url, reg, REPO, POLL_INTERVAL="1m", LOG_FORMAT="console")
-            _say("starting gopher-updater (POLL_INTERVAL=1m; it speeds up near the height)")
-            daemon = await start_daemon(nursery, env)
-            print(f"    ops endpoints on {daemon.url} (/readyz /metrics /status /debug/pprof/)")
-            _say("waiting for the chain to halt")
-            with trio.move_on_after(TIMEOUT) as timer:
-                await _progress(sim, halt, tty)
-                await _wait_target(reg, source)
-            if timer.cancelled_caught:
-                _say("FAILED: no promotion within the time limit")
-                nursery.cancel_scope.cancel()
-                return False
-            latency = trio.current_time() - sim.height_reached_at[halt]
-            _say(f"promoted {latency:.2f}s after block {halt} appeared")
-            skopeo = await trio.to_thread.run_sync(reg.skopeo_digest, REPO, "mainnet-" + PLAN)
-            raw = reg.head_digest(REPO, "mainnet-" + PLAN)
-            print(f"    source release-{PLAN}: {source}")
-            print(f"    target mainnet-{PLAN}: {raw} (registry HEAD)")
-            if skopeo is not None:
-                print(f"    target mainnet-{PLAN}: {skopeo} (skopeo inspect --raw | sha256)")
-            ok = raw == source and (skopeo is None or skopeo == source)
-            print("    digests match: the exact manifest was promoted" if ok else "    MISMATCH")
-            _say("Flux would now roll the nodes; the new binary applies the upgrade")
-            sim.apply_plan()
-            await sim.wait_until(lambda s: s.height > halt)
-            print(f"    chain resumed: height {sim.height}, applied {sim.applied}")
-            nursery.cancel_scope.cancel()
-    _say("demo finished; simulator, registry and daemon stopped" if ok else "demo FAILED")
+        flux = FluxSim(
+            [
+                SimReceiver(
+                    "gopher-updater",
+                    "flux-system",
+                    FLUX_TOKEN,
+                    resources=(Resource("ImageRepository", "node"),),
+                )
+            ],
+            objects=[IMAGE_REPO],
+        )
+        with flux:
+            ok = await _with_receiver(reg, flux, source, blocks_ahead, block_time, tty)
+    _say("demo finished; simulator, receiver, registry and daemon stopped" if ok else "demo FAILED")
     return ok
+
+
+async def _with_receiver(
+    reg: RunningRegistry,
+    flux: FluxSim,
+    source: str,
+    blocks_ahead: int,
+    block_time: float,
+    tty: bool,
+) -> bool:
+    _say(f"Flux Receiver simulator at {flux.base_url} (generic-hmac, ImageRepository 'node')")
+    async with trio.open_nursery() as nursery:
+        sim = ChainSim(height=1000, block_time=block_time, upgrade_after=UPGRADE_AFTER)
+        await nursery.start(sim.run)
+        halt = sim.height + blocks_ahead
+        sim.schedule_plan(PLAN, halt)
+        _say(f"chain simulator at {sim.url}: plan {PLAN!r} at height {halt}, 1 block/s")
+        env = daemon_env(
+            sim.url,
+            reg,
+            REPO,
+            POLL_INTERVAL="1m",
+            LOG_FORMAT="console",
+            FLUX_RECEIVER_URL=flux.url("gopher-updater"),
+            FLUX_RECEIVER_TOKEN=FLUX_TOKEN.decode(),
+        )
+        _say("starting gopher-updater (POLL_INTERVAL=1m; it speeds up near the height)")
+        daemon = await start_daemon(nursery, env)
+        print(f"    ops endpoints on {daemon.url} (/readyz /metrics /status /debug/pprof/)")
+        _say("waiting for the chain to halt")
+        with trio.move_on_after(TIMEOUT) as timer:
+            await _progress(sim, halt, tty)
+            await _wait_target(reg, source)
+        if timer.cancelled_caught:
+            _say("FAILED: no promotion within the time limit")
+            nursery.cancel_scope.cancel()
+            return False
+        latency = trio.current_time() - sim.height_reached_at[halt]
+        _say(f"promoted {latency:.2f}s after block {halt} appeared")
+        skopeo = await trio.to_thread.run_sync(reg.skopeo_digest, REPO, "mainnet-" + PLAN)
+        raw = reg.head_digest(REPO, "mainnet-" + PLAN)
+        print(f"    source release-{PLAN}: {source}")
+        print(f"    target mainnet-{PLAN}: {raw} (registry HEAD)")
+        if skopeo is not None:
+            print(f"    target mainnet-{PLAN}: {skopeo} (skopeo inspect --raw | sha256)")
+        ok = raw == source and (skopeo is None or skopeo == source)
+        print("    digests match: the exact manifest was promoted" if ok else "    MISMATCH")
+        _say(f"Flux rolls the nodes; the new binary starts {UPGRADE_AFTER:g}s after the halt")
+        with trio.move_on_after(TIMEOUT) as timer:
+            upgrade = await _wait_resumed(daemon.url)
+        if timer.cancelled_caught:
+            _say("FAILED: the daemon did not see the chain resume")
+            nursery.cancel_scope.cancel()
+            return False
+        print(f"    chain resumed: height {sim.height}, applied {sim.applied}")
+        _show_timeline(upgrade, flux)
+        nursery.cancel_scope.cancel()
+    return ok
+
+
+async def _wait_resumed(url: str) -> dict[str, Any]:
+    """The daemon's /status `upgrade` block, once it says `resumed`."""
+    async with httpx.AsyncClient() as client:
+        while True:
+            upgrade = (await client.get(url + "/status", timeout=5)).json()["upgrade"]
+            if upgrade is not None and upgrade["state"] == "resumed":
+                return dict(upgrade)
+            await trio.sleep(0.1)
+
+
+def _show_timeline(upgrade: dict[str, Any], flux: FluxSim) -> None:
+    _say(f"the upgrade's timeline (GET /status: upgrade, plan {upgrade['plan']!r})")
+    events = upgrade["events"]
+    start = events[0]["at"]
+    labels = {"node_upgraded": "node upgraded"}
+    for event in events:
+        name = labels.get(event["state"], event["state"])
+        print(f"    +{event['at'] - start:6.2f}s  {name}")
+    print(
+        f"    promotion delay (block H seen by the daemon -> target written): "
+        f"{upgrade['promotion_delay_seconds']:.2f}s"
+    )
+    print(f"    halt duration (block H -> block H+1): {upgrade['halt_duration_seconds']:.2f}s")
+    calls = flux.calls()
+    if calls:
+        first = calls[0]
+        body = json.loads(first.body)
+        signature = (first.header("X-Signature") or "unsigned")[:15]
+        print(
+            f"    Receiver: {len(calls)} call(s) so far, the first {first.status} "
+            f"{first.verdict} ({signature}...): {body['type']} {body['target_tag']}"
+        )
 
 
 def main(*, blocks_ahead: int = 6, block_time: float = 1.0) -> int:

@@ -7,6 +7,8 @@ client (through the daemon's hook) `registry_requests`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,6 +18,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gopher_updater import __version__
 from gopher_updater.manifest import Outcome
@@ -75,6 +79,69 @@ class Metrics:
             self.polls.labels(result=result)
         for outcome in (*(o.value for o in Outcome), "error"):  # "error": no outcome at all
             self.retags.labels(outcome=outcome)
+        # -- after the retag (issue 11): the follower's, and the scrape-time health
+        self.upgrade = UpgradeMetrics(r)
+        self.health = HealthCollector()
+        r.register(self.health)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# --- after the retag (issue 11) ------------------------------------------------------------
+
+#: The timeline's states (timeline.Stage), one `gopher_updater_upgrade_state` series each.
+UPGRADE_STATES = ("halted", "promoted", "nudged", "node_upgraded", "resumed", "stuck")
+#: `gopher_updater_problem{kind}` (state.PROBLEM_KINDS), one series each from the start.
+PROBLEM_KINDS = ("conflict", "invalid_plan_name", "source_missing", "promotion_error")
+
+
+class UpgradeMetrics:
+    """The upgrade follower's metrics (its only writer): state, halt duration, delay."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.state = Gauge(
+            f"{_NS}_upgrade_state",
+            "1 for the newest upgrade's current timeline state, 0 for the others",
+            ["state"],
+            registry=registry,
+        )
+        self.halt_duration = Gauge(
+            f"{_NS}_upgrade_halt_duration_seconds",
+            "Seconds from the halt to the first block above H, last upgrade",
+            registry=registry,
+        )
+        self.promotion_delay = Gauge(
+            f"{_NS}_promotion_delay_seconds",
+            "Seconds from block H seen to the target tag written, last upgrade",
+            registry=registry,
+        )
+        for state in UPGRADE_STATES:
+            self.state.labels(state=state).set(0)
+
+
+#: (ready as /readyz would answer, kinds of the standing problems), computed at scrape time.
+HealthSource = Callable[[], tuple[bool, frozenset[str]]]
+
+
+class HealthCollector(Collector):
+    """`gopher_updater_ready` and `gopher_updater_problem{kind}`, read from the published
+    views when scraped (`bind`), so they can never disagree with /readyz and /status."""
+
+    def __init__(self) -> None:
+        self._source: HealthSource | None = None
+
+    def bind(self, source: HealthSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ready, kinds = (False, frozenset[str]()) if self._source is None else self._source()
+        yield GaugeMetricFamily(
+            f"{_NS}_ready", "1 when /readyz answers 200, else 0", value=1 if ready else 0
+        )
+        problem = GaugeMetricFamily(
+            f"{_NS}_problem", "1 while a problem of this kind stands, else 0", labels=["kind"]
+        )
+        for kind in PROBLEM_KINDS:
+            problem.add_metric([kind], 1 if kind in kinds else 0)
+        yield problem

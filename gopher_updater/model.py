@@ -75,6 +75,9 @@ class Height:
     block: int
     app: int | None = None
     time: str | None = None
+    #: `block.header.chain_id` (None when absent or not a plausible chain id). Not part of
+    #: the observation's identity (eq=False): it only names the chain in the Flux event.
+    chain_id: str | None = attrs.field(default=None, eq=False)
 
 
 class ProposalStatus(enum.IntEnum):
@@ -111,6 +114,11 @@ class RetagJob:
     source_tag: str
     target_tag: str
     reason: RetagReason = attrs.field(default=RetagReason.HALT, eq=False)
+    #: For a halt job: trio.current_time() of the poll that saw block H with the plan
+    #: current, and the chain id that block's header named. Facts about the job, not its
+    #: identity (eq=False): they feed the delays and the Flux nudge's event only.
+    halt_seen_at: float | None = attrs.field(default=None, eq=False)
+    chain_id: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

@@ -290,7 +290,14 @@ def step(state: WatchState, obs: Observation, *, tags: TagScheme) -> Step:
     if halt is not None:
         events.append(halt)
         if isinstance(named, Tags):  # first: the halt is the time-critical moment
-            job = RetagJob(halt.plan, named.source, named.target, RetagReason.HALT)
+            job = RetagJob(
+                halt.plan,
+                named.source,
+                named.target,
+                RetagReason.HALT,
+                halt_seen_at=obs.at,
+                chain_id=obs.height.chain_id if obs.height else None,
+            )
             return Step(state, ConfirmHalt(job), tuple(events))
 
     if state.pending:

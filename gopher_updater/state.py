@@ -19,16 +19,18 @@ each owner and keyed by what they are about (a plan name), so no writer can clea
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
 import trio
 
+from gopher_updater.flux_status import NudgeSnapshot
 from gopher_updater.manifest import Outcome
 from gopher_updater.model import Plan, RetagReason, UpgradeProposal
 from gopher_updater.rule import WatchView
+from gopher_updater.timeline import Timeline
 
 V_co = TypeVar("V_co", covariant=True)
 
@@ -48,15 +50,30 @@ class Problems:
     """
 
     items: tuple[tuple[str, str], ...] = ()
+    #: (about, kind) for the items reported with a kind (see `PROBLEM_KINDS`).
+    kinds: tuple[tuple[str, str], ...] = ()
 
-    def report(self, about: str, text: str) -> Problems:
-        return Problems((*((k, v) for k, v in self.items if k != about), (about, text)))
+    def report(self, about: str, text: str, kind: str | None = None) -> Problems:
+        kinds = tuple((k, v) for k, v in self.kinds if k != about)
+        return Problems(
+            (*((k, v) for k, v in self.items if k != about), (about, text)),
+            kinds if kind is None else (*kinds, (about, kind)),
+        )
 
     def clear(self, *about: str) -> Problems:
-        return Problems(tuple((k, v) for k, v in self.items if k not in about))
+        return Problems(
+            tuple((k, v) for k, v in self.items if k not in about),
+            tuple((k, v) for k, v in self.kinds if k not in about),
+        )
 
     def only(self, keep: Collection[str]) -> Problems:
-        return Problems(tuple((k, v) for k, v in self.items if k in keep))
+        return Problems(
+            tuple((k, v) for k, v in self.items if k in keep),
+            tuple((k, v) for k, v in self.kinds if k in keep),
+        )
+
+    def kind_of(self, about: str, default: str) -> str:
+        return next((v for k, v in self.kinds if k == about), default)
 
     @property
     def summary(self) -> str | None:
@@ -182,6 +199,21 @@ class PromotionsView:
         return self.problems.summary
 
 
+# --- after the retag: the upgrade follower and the Flux nudge (issue 11) -----------------
+
+#: `gopher_updater_problem{kind}` (metrics.PROBLEM_KINDS): conflict, invalid_plan_name,
+#: source_missing, promotion_error.
+#: The kind of a problem reported without one, by owner (the poller reports invalid names).
+_DEFAULT_KIND = {"chain": "invalid_plan_name", "promotions": "promotion_error"}
+
+
+@attrs.frozen
+class UpgradeView:
+    """Published by the upgrade follower: the newest upgrade's timeline (None: none yet)."""
+
+    timeline: Timeline | None = None
+
+
 # --- assembly for the ops endpoints -------------------------------------------------------
 
 
@@ -191,6 +223,19 @@ class Snapshot:
     governance: GovernanceView
     registry: RegistryView
     promotions: PromotionsView
+    # -- after the retag (issue 11)
+    upgrade: UpgradeView = attrs.Factory(UpgradeView)
+    flux: NudgeSnapshot | None = None  # None: no Flux receiver configured
+
+    @property
+    def problem_kinds(self) -> frozenset[str]:
+        """The kinds of the standing problems (`PROBLEM_KINDS`)."""
+        owners = (("chain", self.chain.problems), ("promotions", self.promotions.problems))
+        return frozenset(
+            found.kind_of(about, _DEFAULT_KIND[owner])
+            for owner, found in owners
+            for about, _ in found.items
+        )
 
     @classmethod
     def initial(cls, poll_interval: float) -> Snapshot:
@@ -223,10 +268,18 @@ class Views:
     governance: Publishes[GovernanceView]
     registry: Publishes[RegistryView]
     promotions: Publishes[PromotionsView]
+    # -- after the retag (issue 11): the follower, and the Nudger's snapshot when configured
+    upgrade: Publishes[UpgradeView] | None = None
+    flux: Callable[[], NudgeSnapshot] | None = None
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
-            self.chain.view, self.governance.view, self.registry.view, self.promotions.view
+            self.chain.view,
+            self.governance.view,
+            self.registry.view,
+            self.promotions.view,
+            upgrade=UpgradeView() if self.upgrade is None else self.upgrade.view,
+            flux=None if self.flux is None else self.flux(),
         )
 
 
@@ -285,6 +338,9 @@ def status(snap: Snapshot) -> dict[str, Any]:
             "last_error": registry.error,
         },
         "last_promotion": snap.promotions.last_promotion,
+        # -- after the retag (issue 11)
+        "upgrade": None if snap.upgrade.timeline is None else snap.upgrade.timeline.to_json(),
+        "flux": None if snap.flux is None else snap.flux.to_dict(),
         "problem": snap.problem,
         "problems": [
             {"reported_by": owner, "about": about[:80], "text": text}

@@ -13,7 +13,8 @@ registry watch, which checks credentials and preflights source tags, is `preflig
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -61,6 +62,15 @@ class Retagger(Protocol):
     async def retag(self, source_tag: str, target_tag: str) -> RetagOutcome: ...
 
 
+class RetagHooks(Protocol):
+    """What happens after the retag (the upgrade follower, which also queues the Flux
+    nudge). Both are synchronous and must never block: they only queue."""
+
+    def job_started(self, job: RetagJob) -> None: ...
+
+    def settled(self, job: RetagJob, promotion: Promotion) -> None: ...
+
+
 @attrs.define
 class RetagWorker:
     """Runs the retag jobs; sole owner of the promotions record (see module docstring)."""
@@ -68,6 +78,7 @@ class RetagWorker:
     registry: Retagger
     metrics: Metrics
     queue: JobQueue
+    hooks: RetagHooks | None = None
     _view: PromotionsView = attrs.field(init=False, factory=PromotionsView)
     _active: dict[RetagJob, trio.CancelScope] = attrs.field(init=False, factory=dict)
 
@@ -105,6 +116,8 @@ class RetagWorker:
 
     async def _run_job(self, job: RetagJob) -> None:
         scope = self._active[job]
+        if self.hooks is not None:
+            _quietly(self.hooks.job_started, job)
         try:
             with scope:
                 if await self._promote(job):
@@ -126,7 +139,11 @@ class RetagWorker:
                 outcome = await self.registry.retag(job.source_tag, job.target_tag)
             except RegistryError as exc:
                 self.metrics.retags.labels(outcome="error").inc()
-                self._set_problem(job, f"retag {job.source_tag} -> {job.target_tag} failed: {exc}")
+                self._set_problem(
+                    job,
+                    f"retag {job.source_tag} -> {job.target_tag} failed: {exc}",
+                    "promotion_error",
+                )
                 bound.warning("retag failed, will retry", error=str(exc), retry_in=backoff)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, ERROR_BACKOFF[1])
@@ -138,8 +155,11 @@ class RetagWorker:
                 # A settled promotion also retires the problems of jobs no longer running
                 # (an older conflict, a superseded job): the newest upgrade is what counts.
                 problems = self._view.problems.only({j.plan.name for j in self._active})
-                self._view = PromotionsView(_record(job, outcome), problems.clear(job.plan.name))
+                record = _record(job, outcome)
+                self._view = PromotionsView(record, problems.clear(job.plan.name))
                 bound.info(kind.value, digest=digest, dry_run=outcome.dry_run)
+                if self.hooks is not None:
+                    _quietly(self.hooks.settled, job, record)
                 return True
             if kind is Outcome.CONFLICT:
                 text = (
@@ -147,7 +167,7 @@ class RetagWorker:
                     f"{digest} ({job.source_tag}); set OVERWRITE_TARGET=true to replace it"
                 )
                 self._view = attrs.evolve(self._view, last=_record(job, outcome))
-                self._set_problem(job, text)
+                self._set_problem(job, text, "conflict")
                 bound.error(
                     "conflict: target tag holds another digest, not overwriting",
                     source_digest=digest,
@@ -157,7 +177,9 @@ class RetagWorker:
             # source_missing: CI may still be pushing; promote the moment it appears. After a
             # quarter of an hour nobody is racing a halted chain any more: check gently.
             self._set_problem(
-                job, f"source image {job.source_tag} missing; checking every few seconds"
+                job,
+                f"source image {job.source_tag} missing; checking every few seconds",
+                "source_missing",
             )
             if missing_since is None:
                 bound.error("source image missing at promotion time; waiting for it")
@@ -167,11 +189,19 @@ class RetagWorker:
                 SOURCE_MISSING_RECHECK if waited < SOURCE_MISSING_PATIENCE else SOURCE_MISSING_SLOW
             )
 
-    def _set_problem(self, job: RetagJob, text: str | None) -> None:
+    def _set_problem(self, job: RetagJob, text: str | None, kind: str | None = None) -> None:
         problems = self._view.problems.clear(job.plan.name)
         if text is not None:
-            problems = problems.report(job.plan.name, text)
+            problems = problems.report(job.plan.name, text, kind)
         self._view = attrs.evolve(self._view, problems=problems)
+
+
+def _quietly(hook: Callable[..., None], *args: Any) -> None:
+    """Call an after-the-retag hook: its bug must never take a promotion down with it."""
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("after-retag hook failed", hook=getattr(hook, "__name__", "?"))
 
 
 def _record(job: RetagJob, outcome: RetagOutcome) -> Promotion:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
 
 import attrs
 import httpx
@@ -74,19 +76,30 @@ async def start_daemon(nursery: trio.Nursery, env: Mapping[str, str]) -> InProce
 
 
 def spawn_daemon(
-    env: Mapping[str, str], *args: str, port: int | None = None
+    env: Mapping[str, str], *args: str, port: int | None = None, log: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `python -m gopher_updater` as a real process; returns it and its ops URL."""
+    """Start `python -m gopher_updater` as a real process; returns it and its ops URL.
+
+    Its output goes to pipes, or appended to `log` (both streams) for a long or chatty run
+    (`LOG_LEVEL=debug`), whose pipes nobody reads until the end would fill and block it.
+    """
     port = port or free_port()
     full = {k: v for k, v in os.environ.items() if k not in config.ENV_VARS}
     full.update(env)
     full["HTTP_PORT"] = str(port)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gopher_updater", *args],
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    out: int | IO[bytes] = subprocess.PIPE
+    if log is not None:
+        out = log.open("ab")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gopher_updater", *args],
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT if log is not None else subprocess.PIPE,
+        )
+    finally:
+        if not isinstance(out, int):
+            out.close()  # the child has its own copy
     return proc, f"http://{env.get('HTTP_HOST', '127.0.0.1')}:{port}"
 
 

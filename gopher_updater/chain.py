@@ -44,6 +44,7 @@ from gopher_updater.chain_errors import (
 from gopher_updater.chain_gov import UpgradeListing
 from gopher_updater.chain_json import MalformedJSON, parse_int64
 from gopher_updater.model import Height, PlanAnswer, ProposalStatus, UpgradeProposal
+from gopher_updater.safe_text import describe_cause
 
 __all__ = [
     "ChainClient",
@@ -272,8 +273,12 @@ class ChainClient:
             raise ChainUnreachable(path, reason, origin=origin) from None
         except httpx.DecodingError as exc:
             raise self._malformed(path, self._describe(exc)) from None
-        except Exception as exc:  # connect/read/write errors, resets, anything else odd
-            raise ChainUnreachable(path, self._describe(exc), origin=origin) from None
+        except Exception as exc:  # connect/read/write errors, resets, TLS, anything else odd
+            # The useful words (a TLS verify failure, "Connection refused") sit several
+            # wrapped exceptions down: name the root cause, as the registry client does.
+            failed = "failed mid-answer" if phase == "body" else "connection failed"
+            reason = f"{failed}: {self._mask(describe_cause(exc))[:200]}"
+            raise ChainUnreachable(path, reason, origin=origin) from None
         if response.status_code // 100 != 2:
             raise _http_error(path, response.status_code, body, origin)
         app_height = None
@@ -302,6 +307,9 @@ class ChainClient:
             text = f"{type(exc).__name__}: {exc}"[:200]
         except Exception:  # an exception whose str() fails
             text = type(exc).__name__
+        return self._mask(text)
+
+    def _mask(self, text: str) -> str:
         if self._secret:  # never echo credentials embedded in the LCD URL
             text = text.replace(self._secret, "***")
         return text

@@ -1,9 +1,9 @@
 """Words safe to show: credentials scrubbed from server text, root causes out of exceptions.
 
-Shared by every client of an outside system (registry, and the chain's LCD client may use it
-too): whatever a server echoes back ends up in errors, logs, `/readyz` and `check` output, so
-it is scrubbed in one way everywhere; and a TLS failure should say "unable to get local issuer
-certificate", not `ConnectError: `.
+Shared by every client of an outside system (the registry client; the chain's LCD client for
+its connection failures): whatever a server echoes back ends up in errors, logs, `/readyz` and
+`check` output, so it is scrubbed in one way everywhere; and a TLS failure should say "unable
+to get local issuer certificate", not `ConnectError: `.
 """
 
 from __future__ import annotations
@@ -43,12 +43,21 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def exception_chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and what caused it (`__cause__`, else `__context__`), at most 16 links, no loops."""
+    """`exc` and what caused it (`__cause__`, else `__context__`, else an exception group's
+    first member), at most 16 links, no loops.
+
+    The group step matters for connection failures: trio reports a refused connect as
+    `OSError("all attempts to connect ... failed")` caused by a group holding the real
+    `ConnectionRefusedError`.
+    """
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and len(chain) < 16 and all(current is not c for c in chain):
         chain.append(current)
-        current = current.__cause__ or current.__context__
+        nxt = current.__cause__ or current.__context__
+        if nxt is None and isinstance(current, BaseExceptionGroup) and current.exceptions:
+            nxt = current.exceptions[0]
+        current = nxt
     return chain
 
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 # therefore not pass max_examples to @settings themselves.
 settings.register_profile(
     "fuzz",
-    max_examples=int(os.environ.get("GOPHER_UPDATER_FUZZ_EXAMPLES", "20000")),
+    max_examples=int(os.environ.get("GOPHER_UPDATER_FUZZ_EXAMPLES", "5000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

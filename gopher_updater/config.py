@@ -61,7 +61,7 @@ from gopher_updater.notify_config import (
     parse_events,
 )
 from gopher_updater.secret import Secret
-from gopher_updater.urls import CheckedUrl, LcdEndpoint, check_url, redact_url
+from gopher_updater.urls import CheckedUrl, LcdEndpoint, check_url
 
 __all__ = [
     "ENV_VARS",
@@ -121,7 +121,7 @@ def show_url_list(value: str) -> str:
             if "@" in value:
                 shown.append("<not shown>")
                 continue
-        shown.append(redact_url(item, keep_path=True) if item else "")
+        shown.append(show_url(item) if item else "")
     return repr(",".join(shown))
 
 

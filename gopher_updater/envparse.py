@@ -173,7 +173,13 @@ class Var:
 
 
 def show_url(value: str) -> str:
-    return redact_url(value, keep_path=True)
+    """A URL as an error message may show it: credentials masked, clipped to one line."""
+    return clip(redact_url(value, keep_path=True))
+
+
+def clip(text: str, limit: int = 120) -> str:
+    """An over-long value is named, not echoed in full: one readable line per variable."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def present(env: Mapping[str, str | None], name: str, problems: list[str]) -> str | None:

@@ -19,7 +19,7 @@ import httpx
 from gopher_updater import __version__
 from gopher_updater.flux_receiver import signature
 from gopher_updater.notify import NotifyConfigError, NotifyEvent, encode_event
-from gopher_updater.urls import redact_url
+from gopher_updater.urls import MAX_URL_LENGTH, redact_url
 
 #: Statuses worth another try: the service is busy, rate-limiting or broken for now. Every
 #: other 4xx says the request itself is wrong, and sending it again can't fix that.
@@ -36,7 +36,15 @@ class Attempt:
 
 
 def check_webhook_url(url: str, variable: str = "NOTIFY_WEBHOOK_URL") -> str:
-    """Accept an absolute http(s) URL with a host; the error names the scheme, not the URL."""
+    """Accept an absolute http(s) URL with a host; the error names the scheme, not the URL.
+
+    Unlike a base URL (`urls.check_url`) a webhook may carry a query (some services put
+    their token there), so only the length and character limits are shared.
+    """
+    if len(url.strip()) > MAX_URL_LENGTH:
+        raise NotifyConfigError(variable, f"longer than {MAX_URL_LENGTH} characters")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url.strip()):
+        raise NotifyConfigError(variable, "contains whitespace or control characters")
     try:
         parts = urlsplit(url.strip())
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)

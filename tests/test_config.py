@@ -766,3 +766,14 @@ def test_the_raw_strings_are_read_through_environ_config() -> None:
     assert "S3CRET" not in repr(raw)
     generated = environ.generate_help(config._RawEnvironment)
     assert all(name in generated for name in config.ENV_VARS)
+
+
+@pytest.mark.parametrize("name", ["RPC_URL", "NOTIFY_WEBHOOK_URL", "REGISTRY_URL"])
+def test_an_absurdly_long_url_is_refused_and_not_echoed_in_full(name: str) -> None:
+    value = "http://lcd.example/" + "x" * 5000
+    with pytest.raises(config.ConfigError) as caught:
+        config.load({**BASE, name: value})
+    message = str(caught.value)
+    assert name in message
+    assert "2048" in message
+    assert "x" * 200 not in message  # named, not echoed: the message stays one short line

@@ -1,6 +1,8 @@
 """URLs and hosts from the operator: validated once at start-up, redacted whenever shown.
 
-Every URL variable goes through `check_url`, so "is this a URL we can use?" has one answer:
+Every base URL variable (`RPC_URL`, `REGISTRY_URL`) goes through `check_url`, so "is this a
+URL we can use?" has one answer (webhook URLs, whose path or query is the secret, have their
+own parsers in `flux_receiver` and `notify_webhook`, sharing `MAX_URL_LENGTH`):
 http(s) only, a host, a port in 1-65535, at most `MAX_URL_LENGTH` characters, and a policy for
 userinfo (`user:pass@`). Credentials in a URL end up in logs, `/status` and error messages, so
 a variable either refuses them (the registry has its own credential variables) or accepts them

@@ -1,10 +1,10 @@
 """URLs and hosts from the operator: validated once at start-up, redacted whenever shown.
 
 Every base URL variable (`RPC_URL`, `REGISTRY_URL`) goes through `check_url`, so "is this a
-URL we can use?" has one answer (webhook URLs, whose path or query is the secret, have their
-own parsers in `flux_receiver` and `notify_webhook`, sharing `MAX_URL_LENGTH`):
-http(s) only, a host, a port in 1-65535, at most `MAX_URL_LENGTH` characters, and a policy for
-userinfo (`user:pass@`). Credentials in a URL end up in logs, `/status` and error messages, so
+URL we can use?" has one answer: http(s) only, a host, a port in 1-65535, at most
+`MAX_URL_LENGTH` characters, and a policy for userinfo (`user:pass@`). Webhook URLs, whose path
+or query is itself the secret, have their own parsers (`flux_receiver`, `notify_webhook`) that
+share `MAX_URL_LENGTH`. Credentials in a URL end up in logs, `/status` and error messages, so
 a variable either refuses them (the registry has its own credential variables) or accepts them
 and splits them off into a `Secret` (LCDs behind Basic auth exist), after which the URL the
 rest of the daemon sees has none. `redact_url` is what every log line, page or message shows.

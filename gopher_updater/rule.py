@@ -444,8 +444,8 @@ def halt_witnesses(
 def lead(sightings: Iterable[Sighting], at: float) -> Observation:
     """The chain view of a poll: the most advanced endpoint that answered current_plan.
 
-    Highest `reached` wins (a block height read beats an app height at the same number;
-    then the first listed). A lagging endpoint is never the lead, so it cannot hide a plan
+    Highest `reached` wins (at the same number a block height read beats an app height, then
+    an answer showing a plan, then the first listed). A lagging endpoint is never the lead, so it cannot hide a plan
     or a height; none answering is an outage (`Observation(None, None, at)`).
     """
     best: Sighting | None = None
@@ -459,8 +459,11 @@ def lead(sightings: Iterable[Sighting], at: float) -> Observation:
     return Observation(best.plan, best.height, at)
 
 
-def _rank(s: Sighting) -> tuple[int, bool]:
-    return (s.reached if s.reached is not None else -1, s.height is not None)
+def _rank(s: Sighting) -> tuple[int, bool, bool]:
+    # At the same height, one still showing a plan wins: hiding a plan would cost an idle
+    # interval of watching, keeping one a poll or two (promoting it still takes the rule).
+    has_plan = s.plan is not None and s.plan.plan is not None
+    return (s.reached if s.reached is not None else -1, s.height is not None, has_plan)
 
 
 def step_pool(

@@ -445,8 +445,8 @@ def lead(sightings: Iterable[Sighting], at: float) -> Observation:
     """The chain view of a poll: the most advanced endpoint that answered current_plan.
 
     Highest `reached` wins (at the same number a block height read beats an app height, then
-    an answer showing a plan, then the first listed). A lagging endpoint is never the lead, so it cannot hide a plan
-    or a height; none answering is an outage (`Observation(None, None, at)`).
+    an answer showing a plan, then the first listed). A lagging endpoint is never the lead,
+    so it cannot hide a plan or a height; none answering is an outage.
     """
     best: Sighting | None = None
     for s in sightings:

@@ -4,6 +4,7 @@ poller's fixed cadence in the halt window."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
@@ -14,7 +15,7 @@ from gopher_updater import rule
 from gopher_updater.chain import ChainUnreachable
 from gopher_updater.lcd_pool import BACKOFF_MAX, GRACE, LcdPool
 from gopher_updater.metrics import Metrics
-from gopher_updater.model import Height, Plan, PlanAnswer, RetagJob
+from gopher_updater.model import Plan, RetagJob
 from gopher_updater.poller import HALT_CADENCE, Poller
 from gopher_updater.state import Wakeup
 from gopher_updater.worker import JobQueue
@@ -80,7 +81,7 @@ async def test_a_hung_endpoint_costs_a_poll_at_most_the_grace_then_is_backed_off
     assert [s.plan is not None for s in sightings] == [True, False]
     view = {e.label: e for e in pool.view.endpoints}
     assert view["hung"].up is False and "of the other endpoints" in (view["hung"].last_error or "")
-    cancelled = metrics.lcd_requests.labels(endpoint="hung", route="current_plan", result="cancelled")
+    cancelled = metrics.lcd_requests.labels("hung", "current_plan", "cancelled")
     assert cancelled._value.get() == 1
     # Backed off: the next polls within a second skip it and take no grace at all.
     start = trio.current_time()
@@ -102,8 +103,8 @@ async def test_a_dead_endpoint_is_re_probed_on_a_doubling_backoff(autojump_clock
     while trio.current_time() - start < 200:
         await pool.sight(always, never)
         await trio.sleep(0.1)
-    probes = [t - start for t in dead.times if True]
-    gaps = [round(b - a, 1) for a, b in zip(probes, probes[1:], strict=False)]
+    probes = [t - start for t in dead.times]
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(probes)]
     # ~1, 2, 4, 8, 16 s (each plus one 0.1 s poll step), then every 30 s.
     assert gaps[:5] == pytest.approx([1.0, 2.0, 4.0, 8.0, 16.0], abs=0.25)
     assert all(gap == pytest.approx(BACKOFF_MAX, abs=0.25) for gap in gaps[5:])
@@ -214,6 +215,6 @@ async def test_halt_window_polls_at_the_fixed_cadence_and_gives_up_on_a_stalled_
         nursery.cancel_scope.cancel()
     polls = [t for t, call in zip(node.times, node.calls, strict=True) if call == "current_plan"]
     late = [t for t in polls if t > stalled_at + 6.0 * (1 + 3) + 1]
-    gaps = [b - a for a, b in zip(late, late[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(late)]
     assert gaps and min(gaps) >= 0.25 - 1e-6  # no longer the 0.15 s window cadence
     assert len(node.times) < 400

@@ -92,7 +92,7 @@ async def test_quorum_two_a_lying_endpoint_alone_never_promotes_two_agreeing_do(
     # Quorum 2 of 2: one endpoint down makes the daemon unready, and says why.
     sim.primary.go_down()
     with trio.fail_after(60):
-        while (await get_json(d.url + "/readyz"))[1]["checks"]["chain"]["ok"]:
+        while (await get_json(d.url + "/readyz"))[1]["checks"]["chain"]["ok"]:  # noqa: ASYNC110
             await trio.sleep(1.0)
     code, body = await get_json(d.url + "/readyz")
     assert code == 503 and "RPC_QUORUM is 2" in body["checks"]["chain"]["last_error"], body

@@ -28,6 +28,15 @@ request once per upgrade and no latency. A failed or different re-read is a `Wai
 is marked promoted, the rest of that poll's `Step` (its state, events and view) still holds,
 and the next poll that sees the halt asks again.
 
+Several LCD endpoints (`RPC_URL` lists them; one is the case above): each poll asks all of
+them at once, each endpoint doing the reads above on its own (`needs_latest_block`, and the
+re-read when `shows_halt` holds for ITS reads), giving one `Sighting` per endpoint. Then
+`step_pool(state, sightings, at, tags=, quorum=)` replaces `step` + `on_confirmed`: the view
+follows the most advanced endpoint (`lead`), and plan P promotes once `quorum` distinct
+endpoints each showed its halt confirmed by their own re-read (`halt_witnesses`). A
+`CheckApplied` asks `applied_plan` of every endpoint that answered and settles with
+`applied_by_quorum` (None: ask again) before `on_applied`.
+
 Start-up catch-up: if `catch_up(state, answer, newest_passed)` returns a CheckApplied, do the
 same applied_plan round trip; a plan applied while the daemon was down is then promoted (the
 registry step later skips it when the target already points at the source digest).
@@ -486,8 +495,10 @@ def step_pool(
         named = tags.for_plan(plan)
         if len(endpoints) >= quorum and isinstance(named, Tags):
             if not any(isinstance(e, HaltDetected) and e.plan == plan for e in events):
-                height = next(s.height for s in sightings if s.endpoint == endpoints[0])
-                events.append(HaltDetected(plan, block=height.block if height else 0, app=None))
+                first = next(s for s in sightings if s.endpoint == endpoints[0])
+                block = first.height.block if first.height else plan.height
+                app = first.height.app if first.height else None
+                events.append(HaltDetected(plan, block=block, app=app))
             state = attrs.evolve(state, promoted=state.promoted | {plan.name})
             job = RetagJob(plan, named.source, named.target, RetagReason.HALT)
             return Step(state, Promote(job), tuple(events))

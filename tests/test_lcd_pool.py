@@ -218,3 +218,53 @@ async def test_halt_window_polls_at_the_fixed_cadence_and_gives_up_on_a_stalled_
     gaps = [b - a for a, b in itertools.pairwise(late)]
     assert gaps and min(gaps) >= 0.25 - 1e-6  # no longer the 0.15 s window cadence
     assert len(node.times) < 400
+
+
+async def test_governance_resumes_its_passed_listing_and_reads_from_the_lead(
+    autojump_clock: Any,
+) -> None:
+    from gopher_updater.governance import Governance
+    from gopher_updater.model import ProposalStatus, UpgradeProposal
+
+    voting = UpgradeProposal(7, ProposalStatus.VOTING_PERIOD, Plan("v3", 500))
+    passed = UpgradeProposal(5, ProposalStatus.PASSED, Plan("v2", 300))
+    behind = Node(plan=PLAN, block=90, proposals=[passed])
+    ahead = Node(plan=PLAN, block=100, proposals=[passed, voting])
+    pool = LcdPool([("behind", behind), ("ahead", ahead)], request_timeout=TIMEOUT)
+    await pool.sight(always, never)
+    governance = Governance(pool, Wakeup(), 60.0, request_timeout=TIMEOUT)
+    await governance.read(100)
+    await governance.read(100)
+    assert "proposals" not in behind.calls  # the most advanced healthy endpoint answers
+    (first_since, first_reopen), (second_since, second_reopen) = ahead.since
+    assert first_since is None and first_reopen == {7}
+    assert second_since is not None and [p.id for p in second_since.upgrades] == [5]
+    assert second_reopen == {7}  # still in voting: the next walk goes down to it
+    assert governance.view.proposals is not None and {p.id for p in governance.view.proposals} == {
+        5,
+        7,
+    }
+
+
+async def test_labels_and_metrics_never_carry_credentials(nursery: trio.Nursery) -> None:
+    from gopher_updater import config
+    from gopher_updater.lcd_pool import open_pool
+
+    base = {
+        "DOCKERHUB_USER": "me",
+        "DOCKERHUB_PASSWORD": "x",
+        "REPO_PATH": "me/node",
+        "TARGET_PREFIX": "mainnet-",
+        "RPC_URL": "http://lcd-user:s3cret@127.0.0.1:9/a,http://127.0.0.1:9/b,http://u:p@[::1]:8",
+        "REQUEST_TIMEOUT": "300ms",
+    }
+    cfg = config.load(base)
+    metrics = Metrics()
+    async with open_pool(cfg, metrics) as pool:
+        assert pool.labels == ["http://127.0.0.1:9", "http://127.0.0.1:9#2", "http://[::1]:8"]
+        await pool.sight(always, never)
+        text = metrics.render().decode()
+        view = repr(pool.view)
+    for shown in (text, view):
+        assert "s3cret" not in shown and "lcd-user" not in shown and "u:p@" not in shown
+    assert 'gopher_updater_lcd_up{endpoint="http://127.0.0.1:9#2"} 0.0' in text

@@ -7,6 +7,7 @@ and what an operator sees of each endpoint (metrics, /status, /readyz).
 
 from __future__ import annotations
 
+import math
 import re
 
 import trio
@@ -126,3 +127,34 @@ async def test_a_hung_endpoint_never_makes_a_poll_outlast_the_request_timeout(
     )
     assert cut >= 1
     assert not re.search(r"lcd_up\{endpoint=\"[^\"]*@", text)  # never userinfo in a label
+
+
+async def test_check_reports_every_endpoint(nursery: trio.Nursery) -> None:
+    from gopher_updater import config
+    from gopher_updater.check import run_check
+
+    sim = ChainSim(height=100, block_time=math.inf)
+    await nursery.start(sim.run)
+    behind = await sim.add_endpoint(lag=2)
+    down = await sim.add_endpoint()
+    down.go_down()
+    sim.advance(3)
+    urls = f"{sim.url},http://user:s3cret@{behind.url.removeprefix('http://')},{down.url}"
+    base = {
+        "RPC_URL": urls,
+        "REGISTRY_URL": "http://127.0.0.1:9",
+        "DOCKERHUB_USER": "me",
+        "DOCKERHUB_PASSWORD": "x",
+        "REPO_PATH": "me/node",
+        "TARGET_PREFIX": "mainnet-",
+        "REQUEST_TIMEOUT": "500ms",
+    }
+    for quorum, mark in (("2", "warn"), ("3", "FAIL")):
+        out: list[str] = []
+        await run_check(config.load({**base, "RPC_QUORUM": quorum}), out)
+        text = "\n".join(out)
+        assert f"[ok  ] chain {sim.url}: height 103" in text
+        assert f"[ok  ] chain {behind.url}: height 101 (2 behind)" in text
+        assert f"[{mark}] chain {down.url}: " in text
+        assert ("2 of 3 LCD endpoints answered" in text) == (quorum == "3")
+        assert "s3cret" not in text

@@ -160,11 +160,13 @@ class LcdPool:
         async with trio.open_nursery() as nursery:
             for member in due:
                 nursery.start_soon(one, member)
+            decided = False  # a quorum confirmed the halt: the rest is not needed
             with trio.move_on_after(self.request_timeout):
                 grace_at = math.inf
                 while len(results) + len(errors) < len(due):
                     ok = [s for s in results.values() if s.plan is not None]
                     if enough(ok):
+                        decided = True
                         break
                     if len(ok) >= min(self.quorum, len(due)) and grace_at == math.inf:
                         grace_at = trio.current_time() + self.grace
@@ -173,6 +175,8 @@ class LcdPool:
                     if waiting.cancelled_caught:
                         break
             nursery.cancel_scope.cancel()
+        if decided:  # stragglers were not late, just not needed: their health stands
+            due = [m for m in due if m.label in results or m.label in errors]
         for member in due:
             if member.label not in results and member.label not in errors:
                 errors[member.label] = (
@@ -181,8 +185,11 @@ class LcdPool:
                     else f"no answer within {self.grace:g}s of the other endpoints"
                 )
         self._settle(due, results, errors)
+        asked = {m.label for m in due}
         return tuple(
-            results.get(m.label, rule.Sighting(m.label, None)) for m in self._members if m in due
+            results.get(m.label, rule.Sighting(m.label, None))
+            for m in self._members
+            if m.label in asked
         )
 
     async def _sight_one(

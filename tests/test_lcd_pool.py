@@ -140,6 +140,7 @@ async def test_quorum_of_confirmed_halts_ends_the_poll_without_waiting(autojump_
     )
     assert trio.current_time() - start == pytest.approx(0.03)  # plan, block, re-read
     assert rule.halt_witnesses(frozenset(), sightings) == {PLAN: ("a",)}
+    assert pool.view.endpoints[1].up is None  # not needed, so neither late nor backed off
 
 
 def poller(pool: LcdPool) -> tuple[Poller, trio.MemoryReceiveChannel[RetagJob]]:

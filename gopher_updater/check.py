@@ -10,14 +10,16 @@ from __future__ import annotations
 import trio
 
 from gopher_updater import rule
-from gopher_updater.chain import ChainError
+from gopher_updater.chain import ChainClient, ChainError
 from gopher_updater.config import Config
-from gopher_updater.daemon import chain_client, registry_client
+from gopher_updater.daemon import registry_client
 from gopher_updater.duration import format_seconds
+from gopher_updater.lcd_pool import open_pool
+from gopher_updater.model import Height, PlanAnswer
 from gopher_updater.registry_errors import RegistryError
 from gopher_updater.urls import redact_url
 
-OK, BAD, INFO = "ok  ", "FAIL", "    "
+OK, BAD, INFO, WARN = "ok  ", "FAIL", "    ", "warn"
 
 
 async def run_check(cfg: Config, out: list[str]) -> bool:
@@ -26,17 +28,52 @@ async def run_check(cfg: Config, out: list[str]) -> bool:
     def say(mark: str, text: str) -> None:
         out.append(f"[{mark}] {text}")
 
-    rpc_url = redact_url(cfg.rpc_url, keep_path=True)  # never print userinfo
     registry_url = redact_url(cfg.registry_url, keep_path=True)
     say(OK, f"configuration valid (repository {cfg.repo_path} on {registry_url})")
     plan = None
-    async with chain_client(cfg) as chain:
-        try:
-            with trio.fail_after(3 * cfg.request_timeout):
-                answer = await chain.current_plan()
-                first = await chain.latest_height()
-                plan = answer.plan
-                samples = [(trio.current_time(), first.block)]
+    async with open_pool(cfg) as pool:
+        # Every endpoint of RPC_URL, at once; each named scheme://host:port, never userinfo.
+        answers: dict[str, tuple[PlanAnswer, Height] | str] = {}
+
+        async def ask(label: str, chain: ChainClient) -> None:
+            try:
+                with trio.fail_after(3 * cfg.request_timeout):
+                    answers[label] = (await chain.current_plan(), await chain.latest_height())
+            except (ChainError, trio.TooSlowError) as exc:
+                answers[label] = str(exc) or "timed out"
+
+        async with trio.open_nursery() as nursery:
+            for label, chain in pool.members():
+                nursery.start_soon(ask, label, chain)
+        answered = {k: v for k, v in answers.items() if not isinstance(v, str)}
+        top = max((h.block for _, h in answered.values()), default=None)
+        enough = len(answered) >= cfg.rpc_quorum
+        for label, endpoint in zip(pool.labels, cfg.lcd_endpoints, strict=True):
+            found = answers[label]
+            shown = redact_url(endpoint.url, keep_path=True)  # never userinfo
+            if isinstance(found, str):
+                say(WARN if enough else BAD, f"chain {shown}: {found}")
+            else:
+                lag = (
+                    ""
+                    if top is None or found[1].block == top
+                    else f" ({top - found[1].block} behind)"
+                )
+                say(OK, f"chain {shown}: height {found[1].block}{lag}")
+        if not enough:
+            say(
+                BAD,
+                f"{len(answered)} of {len(answers)} LCD endpoints answered; "
+                f"RPC_QUORUM is {cfg.rpc_quorum}",
+            )
+            good = False
+        else:
+            lead = max(answered, key=lambda k: answered[k][1].block)
+            answer, first = answered[lead]
+            chain = dict(pool.members())[lead]
+            plan = answer.plan
+            samples = [(trio.current_time(), first.block)]
+            try:
                 if plan is not None and first.block < plan.height:
                     # Two heights a few blocks apart give a block time for the ETA.
                     with trio.move_on_after(min(cfg.request_timeout, 12.0)):
@@ -46,11 +83,8 @@ async def run_check(cfg: Config, out: list[str]) -> bool:
                             if later.block > first.block:
                                 samples.append((trio.current_time(), later.block))
                                 break
-        except (ChainError, trio.TooSlowError) as exc:
-            say(BAD, f"chain {rpc_url}: {exc or 'timed out'}")
-            good = False
-        else:
-            say(OK, f"chain {rpc_url}: height {first.block}")
+            except ChainError:
+                pass
             if plan is None:
                 say(INFO, "no upgrade plan is scheduled")
             else:

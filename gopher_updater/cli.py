@@ -1,4 +1,4 @@
-"""Command line: `gopher-updater [run|check|demo|healthcheck]`, configured by environment variables only.
+"""Command line: `gopher-updater [run|check|demo|healthcheck]`, configured by environment only.
 
 Configuration errors exit with status 2 and one message listing every bad variable — never
 a traceback — because the operator reading it is looking at `kubectl logs`, not a debugger.

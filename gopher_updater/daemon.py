@@ -6,8 +6,9 @@
         │     reads Views.snapshot(): the four published views below, never a request
         └── task nursery (any crash ends them all; the daemon exits non-zero)
             ├── signal watcher      SIGTERM/SIGINT -> cancel the task nursery
-            ├── chain poller        Poller: current_plan (+ blocks/latest near H) -> rule
-            │                       -> RetagJobs; publishes ChainView
+            ├── chain poller        Poller: every LCD endpoint at once (LcdPool): current_plan
+            │                       (+ blocks/latest near H) -> rule -> RetagJobs;
+            │                       publishes ChainView (with each endpoint's health)
             ├── governance reader   Governance: proposals at start-up, then every 10 polls;
             │                       publishes GovernanceView
             ├── retag worker        RetagWorker: RetagJob channel -> registry; publishes
@@ -39,6 +40,7 @@ from gopher_updater.config import Config
 from gopher_updater.flux import FluxMetrics, Nudger, NudgeSchedule
 from gopher_updater.follower import Follower
 from gopher_updater.governance import Governance
+from gopher_updater.lcd_pool import open_pool
 from gopher_updater.logs import configure, get_logger
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import RetagJob
@@ -118,6 +120,8 @@ async def run(
         version=__version__,
         rpc_url=redact_url(cfg.rpc_url, keep_path=True),
         rpc_basic_auth=cfg.rpc_auth is not None,
+        lcd_endpoints=[e.label for e in cfg.lcd_endpoints],  # lcd pool (h-lcdpool)
+        rpc_quorum=cfg.rpc_quorum,
         registry_url=redact_url(cfg.registry_url, keep_path=True),
         repository=cfg.repo_path,
         source_prefix=cfg.source_prefix,
@@ -127,7 +131,7 @@ async def run(
         overwrite_target=cfg.overwrite_target,
     )
     async with (
-        chain_client(cfg) as chain,
+        open_pool(cfg, metrics) as chain,  # lcd pool (h-lcdpool): every RPC_URL endpoint
         registry_client(cfg, metrics) as registry,
     ):
         governance = Governance(

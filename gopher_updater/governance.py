@@ -4,6 +4,10 @@ Its own task, slower than the poller, so that a three-page listing never delays 
 the upgrade height. Proposals are never the trigger: a passed proposal can still be cancelled
 or re-scheduled, and plans can come from authorities that only `current_plan` shows.
 
+With several LCD endpoints it reads from the most advanced healthy one (the pool's `lead`).
+Listings stop early: the newest-passed walk stops at the proposal ids the previous one
+reached (`ChainClient.newest_upgrades`), reopening those that were still in voting.
+
 It is the only writer of the governance record, published after every listing as a frozen
 `GovernanceView`: the proposals (read by the poller for the catch-up) and the upgrades still
 ahead of the chain (preflighted by the registry watch, shown in `/status`).
@@ -17,7 +21,7 @@ import attrs
 import trio
 
 from gopher_updater import rule
-from gopher_updater.chain import ChainError
+from gopher_updater.chain import ChainError, UpgradeListing
 from gopher_updater.logs import get_logger
 from gopher_updater.model import ProposalStatus, UpgradeProposal
 from gopher_updater.state import ChainView, GovernanceView, Publishes, Wakeup
@@ -32,9 +36,15 @@ class ProposalReader(Protocol):
         self, status: ProposalStatus | None = None, *, page_limit: int = 100
     ) -> list[UpgradeProposal]: ...
 
-    async def newest_upgrade_proposals(
-        self, status: ProposalStatus | None = None, *, want: int = 1, page_limit: int = 50
-    ) -> list[UpgradeProposal]: ...
+    async def newest_upgrades(
+        self,
+        status: ProposalStatus | None = None,
+        *,
+        want: int = 1,
+        page_limit: int = 50,
+        since: UpgradeListing | None = None,
+        reopen: frozenset[int] = frozenset(),
+    ) -> UpgradeListing: ...
 
 
 class ChainWatch(Publishes[ChainView], Protocol):
@@ -51,6 +61,10 @@ class Governance:
     poll_interval: float
     request_timeout: float
     _view: GovernanceView = attrs.field(init=False, factory=GovernanceView)
+    #: The last PASSED listing and the ids then in voting: the next walk stops where that
+    #: one reached, going down only to proposals that were still open (see `newest_upgrades`).
+    _passed: UpgradeListing | None = attrs.field(init=False, default=None)
+    _voting_ids: frozenset[int] = attrs.field(init=False, default=frozenset())
 
     @property
     def view(self) -> GovernanceView:
@@ -80,8 +94,9 @@ class Governance:
         try:
             with trio.fail_after(4 * self.request_timeout):
                 voting = await self.chain.upgrade_proposals(ProposalStatus.VOTING_PERIOD)
-                passed = await self.chain.newest_upgrade_proposals(
-                    ProposalStatus.PASSED, want=3, page_limit=20
+                reopen = self._voting_ids | {p.id for p in voting}
+                listing = await self.chain.newest_upgrades(
+                    ProposalStatus.PASSED, want=3, page_limit=20, since=self._passed, reopen=reopen
                 )
         except (ChainError, trio.TooSlowError) as exc:
             error = str(exc) or "timeout"
@@ -91,7 +106,8 @@ class Governance:
             return
         if self._view.last_error is not None:
             log.info("governance listing works again")
-        proposals = (*voting, *passed)
+        self._passed, self._voting_ids = listing, frozenset(p.id for p in voting)
+        proposals = (*voting, *listing.upgrades)
         upcoming = tuple(rule.upcoming(proposals, height))
         # Compared with what is still ahead: one that merely fell behind is no news.
         before = [u.id for u in self._view.upcoming if u.plan.height > height]

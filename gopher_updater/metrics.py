@@ -73,6 +73,23 @@ class Metrics:
             "Unix time of the last successful chain poll",
             registry=r,
         )
+        # >>> lcd pool (h-lcdpool): written by the pool (lcd_pool.py), label = scheme://host:port
+        self.lcd_up = Gauge(
+            f"{_NS}_lcd_up",
+            "1 if the LCD endpoint answered its last poll",
+            ["endpoint"],
+            registry=r,
+        )
+        self.lcd_height = Gauge(
+            f"{_NS}_lcd_height", "Highest height the LCD endpoint showed", ["endpoint"], registry=r
+        )
+        self.lcd_requests = Counter(
+            f"{_NS}_lcd_requests",
+            "LCD reads by endpoint, route (proposals: one listing) and result",
+            ["endpoint", "route", "result"],
+            registry=r,
+        )
+        # <<< lcd pool
         self.build_info = Info(f"{_NS}_build", "Build information", registry=r)
         self.build_info.info({"version": __version__})
         for result in ("ok", "error"):
@@ -83,6 +100,17 @@ class Metrics:
         self.upgrade = UpgradeMetrics(r)
         self.health = HealthCollector()
         r.register(self.health)
+
+    # >>> lcd pool (h-lcdpool): the pool's `Counts` sink
+    def lcd_request(self, endpoint: str, route: str, result: str) -> None:
+        self.lcd_requests.labels(endpoint=endpoint, route=route, result=result).inc()
+
+    def lcd_state(self, endpoint: str, up: bool, height: int | None) -> None:
+        self.lcd_up.labels(endpoint=endpoint).set(1 if up else 0)
+        if height is not None:
+            self.lcd_height.labels(endpoint=endpoint).set(height)
+
+    # <<< lcd pool
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

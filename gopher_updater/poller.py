@@ -5,44 +5,43 @@ record, published after every poll as a frozen `ChainView` (the rule's own `Watc
 health, invalid-plan-name problems). It re-derives nothing the rule computed: halted, ETA,
 blocks left, block time and the plan's tags are copied from the `Step`'s view.
 
-The I/O of the halt protocol lives here, its decisions in `rule`: when `step` says
-`ConfirmHalt`, `current_plan` is read again at once, in the same poll, and `on_confirmed`
-decides. Governance proposals come from the governance reader's published view (its own
-task, `governance.py`), for the start-up catch-up only, never the trigger.
+Each poll asks every LCD endpoint at once through the pool (`lcd_pool.py`), which reads on
+each what the rule wants (current_plan; blocks/latest near H; current_plan again, at once,
+when that endpoint's reads show the halt) and returns one `Sighting` per endpoint;
+`rule.step_pool` decides (the view from the most advanced endpoint, the halt from a quorum
+of endpoints each confirming it). Near H the polls follow `rule.suggested_delay`'s halt
+window at the fixed `HALT_CADENCE`. Governance proposals come from the governance reader's
+published view (its own task, `governance.py`), for the start-up catch-up only, never the
+trigger.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import trio
 
 from gopher_updater import rule
 from gopher_updater.chain import ChainError
+from gopher_updater.lcd_pool import ChainReader, LcdPool
 from gopher_updater.logs import get_logger
 from gopher_updater.metrics import Metrics
-from gopher_updater.model import Height, Plan, PlanAnswer
+from gopher_updater.model import Plan, PlanAnswer
 from gopher_updater.state import ChainView, GovernanceView, Problems, Publishes, Wakeup
 from gopher_updater.worker import JobQueue
 
 log = get_logger("gopher_updater.poller")
 
 MIN_FAST_POLL = 0.25  # seconds: the floor of adaptive polling near H
-
-
-class ChainReader(Protocol):
-    async def current_plan(self) -> PlanAnswer: ...
-
-    async def latest_height(self) -> Height: ...
-
-    async def applied_height(self, name: str) -> int: ...
+HALT_CADENCE = 0.15  # seconds: the fixed cadence of the halt window (`rule.halt_window`)
 
 
 @attrs.define
 class Poller:
-    chain: ChainReader
+    chain: ChainReader | LcdPool
     metrics: Metrics
     queue: JobQueue
     tags: rule.TagScheme
@@ -64,6 +63,20 @@ class Poller:
     _applied_failures: int = attrs.field(init=False, default=0)  # backs polling off
     _reported_invalid: set[str] = attrs.field(init=False, factory=set)
     _reported_halts: set[Plan] = attrs.field(init=False, factory=set)
+    _witnessed: dict[Plan, tuple[str, ...]] = attrs.field(init=False, factory=dict)
+    _pool: LcdPool | None = attrs.field(init=False, default=None)
+
+    @property
+    def pool(self) -> LcdPool:
+        """The endpoints asked each poll; a single `ChainReader` is a pool of one."""
+        if self._pool is None:
+            chain = self.chain
+            self._pool = (
+                chain
+                if isinstance(chain, LcdPool)
+                else LcdPool.single(chain, request_timeout=self.request_timeout)
+            )
+        return self._pool
 
     @_view.default
     def _initial_view(self) -> ChainView:
@@ -78,17 +91,23 @@ class Poller:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
+            started = trio.current_time()
             await self.poll_once()
             now = trio.current_time()
             delay = rule.suggested_delay(
-                self._watch, now, idle=self.poll_interval, fast=self.fast_interval()
+                self._watch,
+                now,
+                idle=self.poll_interval,
+                fast=self.fast_interval(),
+                window=min(HALT_CADENCE, self.poll_interval),
             )
             if self._applied_failures:
                 # The rule asks for applied_plan on every poll until it gets an answer; an
                 # LCD that keeps failing that one route must not be hammered at 4 Hz.
                 backoff = self.fast_interval() * 2**self._applied_failures
                 delay = max(delay, min(backoff, self.poll_interval))
-            await self.poll_now.sleep(delay)
+            # A fixed cadence counts from the start of a poll: its requests take time too.
+            await self.poll_now.sleep(max(0.0, started + delay - now))
 
     def fast_interval(self) -> float:
         per_block = self._watch_view.block_time
@@ -97,34 +116,32 @@ class Poller:
 
     async def poll_once(self) -> None:
         started = trio.current_time()
-        answer: PlanAnswer | None = None
-        height: Height | None = None
-        error: str | None = None
-        try:
-            with trio.fail_after(self.request_timeout):
-                answer = await self.chain.current_plan()
-                if rule.needs_latest_block(self._watch, answer):
-                    height = await self.chain.latest_height()
-        except ChainError as exc:
-            error = str(exc)
-        except trio.TooSlowError:
-            error = f"poll took longer than REQUEST_TIMEOUT ({self.request_timeout:g}s)"
+        watch, pool = self._watch, self.pool
+        sightings = await pool.sight(
+            needs_block=lambda answer: rule.needs_latest_block(watch, answer),
+            wants_reread=lambda answer, height: (
+                rule.shows_halt(watch.promoted, answer, height) is not None
+            ),
+            enough=lambda seen: any(
+                len(names) >= pool.quorum
+                for names in rule.halt_witnesses(watch.promoted, seen).values()
+            ),
+        )
         now = trio.current_time()
         self.metrics.poll_duration.observe(now - started)
+        lead = rule.lead(sightings, now)
+        error = None
+        if lead.plan is None:
+            errors = [e.last_error for e in pool.view.endpoints if e.last_error]
+            error = "; ".join(errors) or "no LCD endpoint answered"
         self._record_poll(error, now)
         step = self._adopt(
-            rule.step(self._watch, rule.Observation(answer, height, now), tags=self.tags)
+            rule.step_pool(self._watch, sightings, now, tags=self.tags, quorum=pool.quorum)
         )
-        decision = step.decision
-        if isinstance(decision, rule.ConfirmHalt):
-            # Right away, same poll: the promotion's latency path.
-            decision = self._adopt(
-                rule.on_confirmed(self._watch, decision, await self._reread(decision))
-            ).decision
-        await self._act(decision)
+        await self._act(step.decision, sightings)
         governance = self.governance.view
-        if answer is not None and not self._caught_up and governance.proposals is not None:
-            await self._catch_up(answer, governance)
+        if lead.plan is not None and not self._caught_up and governance.proposals is not None:
+            await self._catch_up(lead.plan, governance, sightings)
         self._publish()
         self.first_poll.set()
 
@@ -133,19 +150,6 @@ class Poller:
         self._watch, self._watch_view = step.state, step.view
         self._log_events(step.events)
         return step
-
-    async def _reread(self, confirm: rule.ConfirmHalt) -> PlanAnswer | None:
-        """`current_plan` once more, right after blocks/latest showed H; None if it fails."""
-        try:
-            with trio.fail_after(self.request_timeout):
-                return await self.chain.current_plan()
-        except (ChainError, trio.TooSlowError) as exc:
-            log.warning(
-                "halt seen but the plan could not be re-read; asking again next poll",
-                plan=confirm.job.plan.name,
-                error=str(exc) or "timeout",
-            )
-            return None
 
     def _record_poll(self, error: str | None, now: float) -> None:
         if error is None:
@@ -164,7 +168,7 @@ class Poller:
 
     # --- decisions ------------------------------------------------------------------------
 
-    async def _act(self, decision: rule.Decision) -> None:
+    async def _act(self, decision: rule.Decision, sightings: Sequence[rule.Sighting]) -> None:
         if isinstance(decision, rule.Promote):
             job = decision.job
             if await self.queue.submit(job):
@@ -177,7 +181,7 @@ class Poller:
                     reason=job.reason,
                 )
         elif isinstance(decision, rule.CheckApplied):
-            await self._check_applied(decision)
+            await self._check_applied(decision, sightings)
         elif isinstance(decision, rule.InvalidPlanName):
             plan = decision.plan
             self._problems = self._problems.report(
@@ -192,25 +196,41 @@ class Poller:
                     reason=decision.reason,
                 )
 
-    async def _check_applied(self, check: rule.CheckApplied) -> None:
+    async def _check_applied(
+        self, check: rule.CheckApplied, sightings: Sequence[rule.Sighting]
+    ) -> None:
+        pool = self.pool
         try:
-            with trio.fail_after(self.request_timeout):
-                applied = await self.chain.applied_height(check.plan.name)
-        except (ChainError, trio.TooSlowError) as exc:
+            answers = await pool.applied(check.plan.name, sightings)
+        except ChainError as exc:
             self._applied_failures += 1
             log.warning(
-                "applied_plan check failed; will ask again",
+                "applied_plan check failed; will ask again", plan=check.plan.name, error=str(exc)
+            )
+            return
+        floor = self._watch.height
+        applied = rule.applied_by_quorum(check, answers, quorum=pool.quorum, floor=floor)
+        if applied is None:
+            self._applied_failures += 1
+            log.warning(
+                "applied_plan answers do not reach the quorum yet; will ask again",
                 plan=check.plan.name,
-                error=str(exc) or "timeout",
+                answers={a.endpoint: a.height for a in answers},
+                quorum=pool.quorum,
             )
             return
         self._applied_failures = 0
         step = self._adopt(rule.on_applied(self._watch, check, applied, tags=self.tags))
         if isinstance(step.decision, rule.CheckApplied | rule.ConfirmHalt):  # pragma: no cover
             return  # the rule never answers applied_plan with another question
-        await self._act(step.decision)
+        await self._act(step.decision, sightings)
 
-    async def _catch_up(self, answer: PlanAnswer, governance: GovernanceView) -> None:
+    async def _catch_up(
+        self,
+        answer: PlanAnswer,
+        governance: GovernanceView,
+        sightings: Sequence[rule.Sighting],
+    ) -> None:
         """Once at start-up: make sure the newest applied upgrade's target is promoted."""
         self._caught_up = True
         check = rule.catch_up(self._watch, answer, governance.proposals or ())
@@ -220,7 +240,7 @@ class Poller:
                 plan=check.plan.name,
                 height=check.plan.height,
             )
-            await self._check_applied(check)
+            await self._check_applied(check, sightings)
 
     # --- reporting ------------------------------------------------------------------------
 
@@ -252,6 +272,15 @@ class Poller:
                         block_height=event.block,
                         app_height=event.app,
                     )
+            elif isinstance(event, rule.HaltWitnessed):
+                if self._witnessed.get(event.plan) != event.endpoints:  # on change only
+                    self._witnessed[event.plan] = event.endpoints
+                    log.info(
+                        "halt witnessed",
+                        **_plan(event.plan),
+                        endpoints=list(event.endpoints),
+                        quorum=event.quorum,
+                    )
             elif isinstance(event, rule.HaltUnconfirmed):
                 log.warning(
                     "plan changed while the halt was checked; not promoting",
@@ -279,6 +308,7 @@ class Poller:
             last_error=self._last_error,
             poll_failures=self._failures,
             problems=self._problems,
+            lcd=self.pool.view,
         )
         m = self.metrics
         if watch.height is not None:

@@ -28,6 +28,15 @@ request once per upgrade and no latency. A failed or different re-read is a `Wai
 is marked promoted, the rest of that poll's `Step` (its state, events and view) still holds,
 and the next poll that sees the halt asks again.
 
+Several LCD endpoints (`RPC_URL` lists them; one is the case above): each poll asks all of
+them at once, each endpoint doing the reads above on its own (`needs_latest_block`, and the
+re-read when `shows_halt` holds for ITS reads), giving one `Sighting` per endpoint. Then
+`step_pool(state, sightings, at, tags=, quorum=)` replaces `step` + `on_confirmed`: the view
+follows the most advanced endpoint (`lead`), and plan P promotes once `quorum` distinct
+endpoints each showed its halt confirmed by their own re-read (`halt_witnesses`). A
+`CheckApplied` asks `applied_plan` of every endpoint that answered and settles with
+`applied_by_quorum` (None: ask again) before `on_applied`.
+
 Start-up catch-up: if `catch_up(state, answer, newest_passed)` returns a CheckApplied, do the
 same applied_plan round trip; a plan applied while the daemon was down is then promoted (the
 registry step later skips it when the target already points at the source digest).
@@ -42,6 +51,7 @@ a tag is reported, never sanitised.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
@@ -65,6 +75,14 @@ from gopher_updater.model import (
 MAX_SAMPLES = 32
 #: Fetch blocks/latest once the header says the chain is this close to H.
 NEAR_BLOCKS = 3
+#: The halt window (`halt_window`): it opens this fraction of a block early (block times
+#: vary), closes this many block times after H was due (a stalled chain), and needs this
+#: many height change points (the first observation is no block boundary) first.
+WINDOW_EARLY = 0.2
+STALL_BLOCKS = 3
+LEARN_CHANGES = 4
+#: Seconds between polls while the block time is learned, far from H.
+LEARN_CADENCE = 1.0
 
 
 # --- inputs and state ---------------------------------------------------------------------
@@ -102,6 +120,10 @@ class WatchState:
     block: int | None = None
     app_height: int | None = None
     tags: Tags | None = None  # the current plan's tags; None without one or if invalid
+    #: When a height was last read, and the read before the latest rise: the current height
+    #: arrived after `rose_after` (a lower bound for the halt window; None: unknown).
+    read_at: float | None = None
+    rose_after: float | None = None
 
     @property
     def height(self) -> int | None:
@@ -248,12 +270,23 @@ class ChainUnavailable:
     pass
 
 
+@attrs.frozen
+class HaltWitnessed:
+    """Endpoints (labels) that each showed the halt of `plan` and held it on their re-read;
+    `quorum` of them are needed. Emitted whenever the halt is seen, promoted or not."""
+
+    plan: Plan
+    endpoints: tuple[str, ...]
+    quorum: int
+
+
 Event = (
     PlanSeen
     | PlanRescheduled
     | PlanGone
     | HaltDetected
     | HaltUnconfirmed
+    | HaltWitnessed
     | PlanCancelled
     | PlanAppliedElsewhere
     | ChainUnavailable
@@ -299,16 +332,22 @@ def step(state: WatchState, obs: Observation, *, tags: TagScheme) -> Step:
                 chain_id=obs.height.chain_id if obs.height else None,
             )
             return Step(state, ConfirmHalt(job), tuple(events))
+    return Step(state, _settle(state, current, named), tuple(events))
 
+
+def _settle(
+    state: WatchState, current: Plan | None, named: Tags | InvalidPlanName | None
+) -> Decision:
+    """What to do on a poll that promotes nothing by a halt."""
     if state.pending:
-        return Step(state, CheckApplied(state.pending[0]), tuple(events))
+        return CheckApplied(state.pending[0])
     if current is None:
-        return Step(state, Wait("no plan"), tuple(events))
+        return Wait("no plan")
     if current.name in state.promoted:
-        return Step(state, Wait("promoted; waiting for the upgrade", current), tuple(events))
+        return Wait("promoted; waiting for the upgrade", current)
     if isinstance(named, InvalidPlanName):
-        return Step(state, named, tuple(events))
-    return Step(state, _wait(state, current, "plan scheduled"), tuple(events))
+        return named
+    return _wait(state, current, "plan scheduled")
 
 
 def on_confirmed(state: WatchState, confirm: ConfirmHalt, answer: PlanAnswer | None) -> Step:
@@ -354,6 +393,169 @@ def on_applied(
         return Step(state, named, events)
     state = attrs.evolve(state, promoted=state.promoted | {plan.name})
     return Step(state, Promote(RetagJob(applied, named.source, named.target, reason)), events)
+
+
+# --- several endpoints: evidence per endpoint, a quorum of them -------------------------
+
+
+@attrs.frozen
+class Sighting:
+    """One endpoint's reads in one poll, in the order they were made.
+
+    `plan`: current_plan (None = failed). `height`: blocks/latest (None = not asked or
+    failed). `reread`: current_plan once more, asked only when `shows_halt` held for the
+    two reads before it (None = not asked or failed). `endpoint` is its label.
+    """
+
+    endpoint: str
+    plan: PlanAnswer | None
+    height: Height | None = None
+    reread: PlanAnswer | None = None
+
+    @property
+    def reached(self) -> int | None:
+        """How far this endpoint's chain has come: its block height, else its app height."""
+        if self.height is not None:
+            return self.height.block
+        return None if self.plan is None else self.plan.app_height
+
+
+@attrs.frozen
+class AppliedAnswer:
+    """One endpoint's `applied_plan/{name}` (0: never applied, as far as it knows), with its
+    own reads of the same poll (what it shows as current, how far it has come)."""
+
+    endpoint: str
+    height: int
+    sighting: Sighting
+
+
+def shows_halt(
+    promoted: frozenset[str], answer: PlanAnswer | None, height: Height | None
+) -> Plan | None:
+    """The rule on ONE endpoint's reads: its current_plan holds an unpromoted plan P and its
+    blocks/latest is >= P's height. Then that same endpoint's current_plan is read again."""
+    plan = None if answer is None else answer.plan
+    if plan is None or plan.name in promoted or height is None or height.block < plan.height:
+        return None
+    return plan
+
+
+def halt_witnesses(
+    promoted: frozenset[str], sightings: Iterable[Sighting]
+) -> dict[Plan, tuple[str, ...]]:
+    """Per plan, the distinct endpoints whose own reads showed its halt, confirmed by their
+    own re-read still holding the very same plan (the time order of the single-LCD rule)."""
+    found: dict[Plan, list[str]] = {}
+    for s in sightings:
+        plan = shows_halt(promoted, s.plan, s.height)
+        if plan is None or s.reread is None or s.reread.plan != plan:
+            continue
+        names = found.setdefault(plan, [])
+        if s.endpoint not in names:
+            names.append(s.endpoint)
+    return {plan: tuple(names) for plan, names in found.items()}
+
+
+def lead(sightings: Iterable[Sighting], at: float) -> Observation:
+    """The chain view of a poll: the most advanced endpoint that answered current_plan.
+
+    Highest `reached` wins (at the same number a block height read beats an app height, then
+    an answer showing a plan, then the first listed). A lagging endpoint is never the lead,
+    so it cannot hide a plan or a height; none answering is an outage.
+    """
+    best: Sighting | None = None
+    for s in sightings:
+        if s.plan is None:
+            continue
+        if best is None or _rank(s) > _rank(best):
+            best = s
+    if best is None:
+        return Observation(None, None, at)
+    return Observation(best.plan, best.height, at)
+
+
+def _rank(s: Sighting) -> tuple[int, bool, bool]:
+    # At the same height, one still showing a plan wins: hiding a plan would cost an idle
+    # interval of watching, keeping one a poll or two (promoting it still takes the rule).
+    has_plan = s.plan is not None and s.plan.plan is not None
+    return (s.reached if s.reached is not None else -1, s.height is not None, has_plan)
+
+
+def step_pool(
+    state: WatchState, sightings: Sequence[Sighting], at: float, *, tags: TagScheme, quorum: int
+) -> Step:
+    """`step` for a poll of several endpoints; with one endpoint, `step` + `on_confirmed`.
+
+    The view (plan tracking, heights, block time, ETA) follows `lead`. The halt follows the
+    rule per endpoint: plan P promotes once `quorum` distinct endpoints each showed P current
+    with blocks/latest >= H and held P on their own re-read (`halt_witnesses`). A lagging
+    endpoint shows no halt (it cannot trigger) and is not the lead (it cannot veto); a lying
+    one alone cannot reach a quorum of 2.
+    """
+    result = step(state, lead(sightings, at), tags=tags)
+    state, events = result.state, list(result.events)
+    witnesses = halt_witnesses(state.promoted, sightings)
+    for plan, endpoints in witnesses.items():
+        events.append(HaltWitnessed(plan, endpoints, quorum))
+    for plan, endpoints in witnesses.items():
+        named = tags.for_plan(plan)
+        if len(endpoints) >= quorum and isinstance(named, Tags):
+            first = next(s for s in sightings if s.endpoint == endpoints[0])
+            if not any(isinstance(e, HaltDetected) and e.plan == plan for e in events):
+                block = first.height.block if first.height else plan.height
+                app = first.height.app if first.height else None
+                events.append(HaltDetected(plan, block=block, app=app))
+            state = attrs.evolve(state, promoted=state.promoted | {plan.name})
+            job = RetagJob(
+                plan,
+                named.source,
+                named.target,
+                RetagReason.HALT,
+                halt_seen_at=at,
+                chain_id=first.height.chain_id if first.height else None,
+            )
+            return Step(state, Promote(job), tuple(events))
+    if not isinstance(result.decision, ConfirmHalt):
+        return Step(state, result.decision, tuple(events))
+    # The lead shows the halt, but fewer than `quorum` endpoints confirmed it.
+    plan = result.decision.job.plan
+    for s in sightings:
+        shown = shows_halt(state.promoted, s.plan, s.height) == plan
+        if shown and s.reread is not None and s.reread.plan != plan:
+            events.append(HaltUnconfirmed(plan, s.reread.plan))
+    if not any(s.reread is not None for s in sightings):
+        events.append(ChainUnavailable())
+    current = state.plan
+    decision = _settle(state, current, None if current is None else tags.for_plan(current))
+    if isinstance(decision, Wait):
+        seen = len(witnesses.get(plan, ()))
+        decision = _wait(state, plan, f"halt seen; confirmed by {seen} of {quorum} endpoints")
+    return Step(state, decision, tuple(events))
+
+
+def applied_by_quorum(
+    check: CheckApplied, answers: Iterable[AppliedAnswer], *, quorum: int, floor: int | None
+) -> int | None:
+    """What `quorum` distinct endpoints agree `applied_plan/{name}` is; None: ask again.
+
+    A height > 0 counts from any endpoint. A 0 ("never applied") counts only from an
+    endpoint that no longer shows the plan current and has come at least as far as the
+    chain view (`floor`, the highest height seen): a lagging one may not know yet. Should
+    both reach the quorum, the applied height wins (it can only be the chain's record).
+    """
+    votes: dict[int, set[str]] = {}
+    for a in answers:
+        if a.height <= 0:
+            current = a.sighting.plan
+            reached = a.sighting.reached
+            if current is None or reached is None or (floor is not None and reached < floor):
+                continue
+            if current.plan is not None and current.plan.name == check.plan.name:
+                continue
+        votes.setdefault(max(a.height, 0), set()).add(a.endpoint)
+    agreed = [height for height, names in votes.items() if len(names) >= quorum]
+    return max(agreed) if agreed else None
 
 
 def catch_up(
@@ -458,11 +660,47 @@ def eta(state: WatchState, height: int, now: float) -> float | None:
     return max((left - 1) * per_block, left * per_block - (now - seen_at))
 
 
+def halt_window(state: WatchState, height: int) -> tuple[float, float] | None:
+    """(opens, closes): when to poll at the fixed halt cadence for block `height`.
+
+    Block `height` cannot come before `rose_after` (the read before the current height was
+    first seen) plus the blocks left, each at least `1 - WINDOW_EARLY` block times (jitter).
+    Once seen, the window stays open while the halt waits for its confirmation. It closes
+    `STALL_BLOCKS` block times after the latest expected arrival: the chain stalled and
+    polling falls back to the slower cadence. None until the block time is learned
+    (`LEARN_CHANGES` height change points).
+    """
+    per_block = block_time(state.changes)
+    if len(state.changes) < LEARN_CHANGES or per_block is None:
+        return None
+    seen_at, seen = state.changes[-1]
+    left = height - seen
+    if left <= 0:
+        return -math.inf, seen_at + STALL_BLOCKS * per_block
+    after = seen_at - per_block
+    if state.rose_after is not None:
+        after = max(after, state.rose_after)
+    opens = after + left * per_block * (1 - WINDOW_EARLY)
+    return opens, seen_at + (left + STALL_BLOCKS) * per_block
+
+
 def suggested_delay(
-    state: WatchState, now: float, *, idle: float, fast: float, near_blocks: int = NEAR_BLOCKS
+    state: WatchState,
+    now: float,
+    *,
+    idle: float,
+    fast: float,
+    near_blocks: int = NEAR_BLOCKS,
+    window: float | None = None,
 ) -> float:
     """Next poll delay: `fast` near H or with an applied_plan question open, `idle` with no
-    plan, half the ETA in between. (The daemon backs off if applied_plan keeps failing.)"""
+    plan, half the ETA in between. (The daemon backs off if applied_plan keeps failing.)
+
+    With `window` (a fixed cadence, e.g. 0.15 s): exactly that inside `halt_window`, so the
+    halt is seen within `window` whatever the block time; up to the window's opening, polls
+    are spaced to land on it; and while the block time is still being learned, far from H,
+    at most one poll a second (`LEARN_CADENCE`) rather than `fast`.
+    """
     plan = state.plan
     if state.pending:
         # A vanished plan may have been applied elsewhere: then nodes wait on the retag.
@@ -470,6 +708,19 @@ def suggested_delay(
     if plan is None or plan.name in state.promoted:
         return idle
     seen = state.height
+    if window is not None:
+        near = seen is not None and seen >= plan.height - near_blocks
+        span = halt_window(state, plan.height)
+        if span is None and not near:
+            return min(idle, max(fast, LEARN_CADENCE))
+        if span is not None and now <= span[1]:
+            opens = span[0]
+            if now >= opens:
+                return min(window, idle)
+            if near:
+                return min(idle, max(min(window, fast), min(opens - now, fast)))
+            half = (eta(state, plan.height, now) or 0.0) / 2
+            return min(idle, max(min(window, fast), min(opens - now, half)))
     if seen is not None and seen >= plan.height - near_blocks:
         return fast
     remaining = eta(state, plan.height, now)
@@ -533,10 +784,14 @@ def _observe(state: WatchState, obs: Observation) -> WatchState:
         seen = obs.plan.app_height
     else:
         seen = None
-    # Only rises count: load-balanced LCDs and the header's H-1 at a halt read lower.
-    if seen is None or (state.height is not None and seen <= state.height):
+    if seen is None:
         return state
-    return attrs.evolve(state, changes=(*state.changes, (obs.at, seen))[-MAX_SAMPLES:])
+    before, state = state.read_at, attrs.evolve(state, read_at=obs.at)
+    # Only rises count: load-balanced LCDs and the header's H-1 at a halt read lower.
+    if state.height is not None and seen <= state.height:
+        return state
+    changes = (*state.changes, (obs.at, seen))[-MAX_SAMPLES:]
+    return attrs.evolve(state, changes=changes, rose_after=before)
 
 
 def _wait(state: WatchState, plan: Plan | None, reason: str) -> Wait:

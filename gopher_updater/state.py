@@ -82,6 +82,58 @@ class Problems:
 
 # --- the published views ------------------------------------------------------------------
 
+# >>> lcd pool (h-lcdpool): each RPC_URL endpoint's health, published with the ChainView >>>
+
+
+@attrs.frozen
+class LcdEndpointView:
+    """One LCD endpoint as the pool last saw it. `label` is `scheme://host:port` only."""
+
+    label: str
+    up: bool | None = None  # None: not asked yet
+    height: int | None = None  # the highest it showed (block, else app height)
+    last_ok: float | None = None  # trio.current_time() of its last answer
+    last_ok_unix: float | None = None
+    last_error: str | None = None
+    failures: int = 0  # consecutive
+
+    def fresh(self, now: float, within: float) -> bool:
+        return (
+            self.last_ok is not None
+            and now - self.last_ok <= within
+            and self.failures < ChainView.MAX_POLL_FAILURES
+        )
+
+    def to_json(self, top: int | None) -> dict[str, Any]:
+        return {
+            "endpoint": self.label,
+            "up": self.up,
+            "height": self.height,
+            "lag": None if top is None or self.height is None else top - self.height,
+            "last_ok_unix": self.last_ok_unix,
+            "last_error": self.last_error,
+            "failures": self.failures,
+        }
+
+
+@attrs.frozen
+class LcdView:
+    """Every endpoint of `RPC_URL`, and how many must agree (`RPC_QUORUM`)."""
+
+    endpoints: tuple[LcdEndpointView, ...] = ()
+    quorum: int = 1
+
+    def fresh(self, now: float, within: float) -> int:
+        return sum(e.fresh(now, within) for e in self.endpoints)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        heights = [e.height for e in self.endpoints if e.height is not None]
+        top = max(heights) if heights else None
+        return [e.to_json(top) for e in self.endpoints]
+
+
+# <<< lcd pool <<<
+
 
 @attrs.frozen
 class ChainView:
@@ -98,6 +150,7 @@ class ChainView:
     last_error: str | None = None
     poll_failures: int = 0  # consecutive failed polls
     problems: Problems = attrs.Factory(Problems)  # invalid plan names, keyed by plan name
+    lcd: LcdView = attrs.Factory(LcdView)  # lcd pool (h-lcdpool): each endpoint's health
 
     @staticmethod
     def fresh_window(poll_interval: float) -> float:
@@ -117,6 +170,12 @@ class ChainView:
                 if self.last_poll_ok is None
                 else f"no successful poll for {now - self.last_poll_ok:.0f}s"
             )
+        # lcd pool (h-lcdpool): at least RPC_QUORUM endpoints answering recently.
+        fresh = self.lcd.fresh(now, self.fresh_within)
+        if ok and self.lcd.endpoints and fresh < self.lcd.quorum:
+            ok = False
+            total, quorum = len(self.lcd.endpoints), self.lcd.quorum
+            error = f"{fresh} of {total} LCD endpoints fresh, RPC_QUORUM is {quorum}"
         return ok, error
 
 
@@ -314,6 +373,8 @@ def status(snap: Snapshot) -> dict[str, Any]:
             "halted_for_upgrade": watch.halted,
             "last_successful_poll_unix": chain.last_poll_ok_unix,
             "last_error": chain.last_error,
+            "endpoints": chain.lcd.to_json(),  # lcd pool (h-lcdpool)
+            "quorum": chain.lcd.quorum,
         },
         "plan": None
         if plan is None

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from gopher_updater import rule, state
-from gopher_updater.chain import ChainUnreachable
+from gopher_updater.chain import ChainUnreachable, UpgradeListing
 from gopher_updater.governance import Governance
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Height, Plan, PlanAnswer, ProposalStatus, RetagJob, UpgradeProposal
@@ -45,6 +45,7 @@ class FakeChain:
     before_reread: Callable[[FakeChain], None] | None = None
     reread_failures: int = 0  # how many re-reads fail before they answer
     calls: list[str] = attrs.Factory(list)
+    since: list[tuple[UpgradeListing | None, frozenset[int]]] = attrs.Factory(list)
     _after_height: bool = False
 
     @property
@@ -89,6 +90,20 @@ class FakeChain:
         await self._request("proposals")
         found = sorted((p for p in self.proposals if p.status == status), key=lambda p: -p.id)
         return found[:want]
+
+    async def newest_upgrades(
+        self,
+        status: ProposalStatus | None = None,
+        *,
+        want: int = 1,
+        page_limit: int = 50,
+        since: UpgradeListing | None = None,
+        reopen: frozenset[int] = frozenset(),
+    ) -> UpgradeListing:
+        self.since.append((since, reopen))
+        found = await self.newest_upgrade_proposals(status, want=want, page_limit=page_limit)
+        newest = max((p.id for p in self.proposals), default=0)
+        return UpgradeListing(tuple(found), status, want, newest, 1)
 
     def halt_at(self, plan: Plan) -> None:
         self.plan, self.block, self.halted = plan, plan.height, True

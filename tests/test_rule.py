@@ -698,3 +698,262 @@ def test_rule_module_does_no_io() -> None:
     io_modules = {"httpx", "trio", "socket", "anyio", "time", "os", "asyncio", "h11"}
     assert imported, "the walk found the imports"
     assert not imported & io_modules
+
+
+# --- several endpoints: the rule per endpoint, a quorum of them ----------------------------
+
+
+def sight(
+    name: str,
+    plan: Plan | None,
+    app: int,
+    block: int | None = None,
+    reread: Plan | str | None = "same",
+) -> rule.Sighting:
+    """One endpoint's poll; `reread` "same" = its re-read (if the rule asks) holds `plan`."""
+    answer = PlanAnswer(plan, app)
+    height = None if block is None else Height(block, app)
+    again = None
+    if rule.shows_halt(frozenset(), answer, height) is not None:
+        again = PlanAnswer(plan if reread == "same" else reread, app)  # type: ignore[arg-type]
+    return rule.Sighting(name, answer, height, again)
+
+
+def pool_step(
+    state: WatchState, sightings: Sequence[rule.Sighting], *, quorum: int, at: float = 0.0
+) -> rule.Step:
+    return rule.step_pool(state, sightings, at, tags=TAGS, quorum=quorum)
+
+
+def test_one_endpoint_pool_is_the_single_lcd_rule() -> None:
+    plan = Plan("v2", 100)
+    h = plan.height
+    state = pool_step(WatchState(), [sight("a", plan, h - 2, h - 2)], quorum=1).state
+    result = pool_step(state, [sight("a", plan, h - 1, h)], quorum=1)
+    assert promotes(result) == [RetagJob(plan, SRC + "v2", DST + "v2")]
+    assert rule.HaltWitnessed(plan, ("a",), 1) in result.events
+    # A re-read showing another plan, or failing, promotes nothing.
+    for reread in (None, Plan("v3", 200)):
+        s = sight("a", plan, h - 1, h, reread=reread)
+        if reread is None:
+            s = attrs.evolve(s, reread=None)
+        result = pool_step(state, [s], quorum=1)
+        assert promotes(result) == [] and isinstance(result.decision, Wait)
+
+
+def test_quorum_two_needs_two_endpoints_confirming_the_halt() -> None:
+    plan = Plan("v2", 100)
+    h = plan.height
+    state = pool_step(WatchState(), [sight("a", plan, 90, 90), sight("b", plan, 90, 90)], quorum=2)
+    state = state.state
+    # A lying (or early) endpoint alone shows the halt: nothing, whatever it says next.
+    liar = sight("a", plan, h - 1, h + 5)
+    honest = sight("b", plan, h - 2, h - 2)
+    result = pool_step(state, [liar, honest], quorum=2)
+    assert promotes(result) == []
+    assert isinstance(result.decision, Wait) and "1 of 2" in result.decision.reason
+    # The same endpoint twice is one witness.
+    assert promotes(pool_step(state, [liar, liar], quorum=2)) == []
+    # Two agreeing endpoints promote.
+    result = pool_step(state, [liar, sight("b", plan, h - 1, h)], quorum=2)
+    assert promotes(result) == [RetagJob(plan, SRC + "v2", DST + "v2")]
+
+
+def test_lagging_endpoint_neither_triggers_nor_vetoes() -> None:
+    plan = Plan("v2", 100)
+    h = plan.height
+    state = pool_step(WatchState(), [sight("a", plan, 95, 95)], quorum=1).state
+    lagging = sight("b", plan, h - 2, h - 2)
+    result = pool_step(state, [lagging, sight("a", plan, h - 1, h)], quorum=1)
+    assert len(promotes(result)) == 1
+    # The view follows the most advanced endpoint: a lagging one still showing a cancelled
+    # plan does not keep it alive, nor does one that has not seen a new plan hide it.
+    result = pool_step(state, [sight("b", plan, 96, 96), sight("a", None, 97, 97)], quorum=1)
+    assert result.state.plan is None and result.decision == CheckApplied(plan)
+    newer = Plan("v3", 200)
+    result = pool_step(state, [sight("b", None, 90), sight("a", newer, 97)], quorum=1)
+    assert result.state.plan == newer
+    assert rule.lead([], 1.0) == Observation(None, None, 1.0)
+
+
+def test_applied_plan_needs_a_quorum_and_a_zero_only_counts_from_up_to_date_endpoints() -> None:
+    plan = Plan("v2", 100)
+    check = CheckApplied(plan)
+    gone = sight("a", None, 101, 101)
+    still = sight("b", plan, 99, 99)  # lagging: still shows the plan
+
+    def ans(s: rule.Sighting, height: int) -> rule.AppliedAnswer:
+        return rule.AppliedAnswer(s.endpoint, height, s)
+
+    q = rule.applied_by_quorum
+    assert q(check, [ans(gone, 100)], quorum=1, floor=101) == 100
+    assert q(check, [ans(gone, 0)], quorum=1, floor=101) == 0
+    assert q(check, [ans(still, 0)], quorum=1, floor=101) is None  # it does not know yet
+    behind = sight("c", None, 95, 95)  # no plan, but behind the view: maybe before the plan
+    assert q(check, [ans(behind, 0)], quorum=1, floor=101) is None
+    assert q(check, [ans(gone, 100), ans(still, 0)], quorum=2, floor=101) is None
+    other = sight("d", None, 101, 101)
+    assert q(check, [ans(gone, 100), ans(other, 100)], quorum=2, floor=101) == 100
+    assert q(check, [ans(gone, 0), ans(other, 0)], quorum=2, floor=101) == 0
+    assert q(check, [ans(gone, 100), ans(gone, 100)], quorum=2, floor=101) is None
+
+
+def test_halt_window_opens_before_h_is_due_and_closes_when_the_chain_stalls() -> None:
+    plan = Plan("v2", 110)
+    per_block = 6.0
+    state = WatchState()
+    # Polled every 1.5 s from height 100: each new height seen within 1.5 s of its block.
+    at = 0.0
+    while at < 9 * per_block + 0.1:
+        state = run(state, seen(plan, 100 + math.floor(at / per_block), at=at)).state
+        at += 1.5
+    assert state.height == 109
+    span = rule.halt_window(state, plan.height)
+    assert span is not None
+    opens, closes = span
+    due = 10 * per_block  # block 110 is produced at t = 60
+    assert due - per_block * rule.WINDOW_EARLY - 1.5 <= opens <= due - per_block * 0.1
+    assert closes == pytest.approx(9 * per_block + (1 + rule.STALL_BLOCKS) * per_block, abs=1.5)
+    fast, window = 1.5, 0.15
+    delay = rule.suggested_delay
+    before = delay(state, opens - 3.0, idle=60, fast=fast, window=window)
+    assert window <= before <= fast
+    assert delay(state, opens + 0.01, idle=60, fast=fast, window=window) == window
+    assert delay(state, closes - 0.01, idle=60, fast=fast, window=window) == window
+    assert delay(state, closes + 1.0, idle=60, fast=fast, window=window) == fast  # stalled
+    assert delay(state, opens, idle=60, fast=fast) == fast  # without a window: as before
+    # Learning the block time, far from H: one poll a second, not `fast`.
+    young = run(WatchState(), seen(Plan("v9", 10_000), 100, at=0.0)).state
+    assert delay(young, 0.5, idle=60, fast=0.25, window=window) == rule.LEARN_CADENCE
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    heights=st.lists(st.integers(0, 400), min_size=1, max_size=30),
+    plan_height=st.integers(1, 400),
+    idle=st.floats(5, 120),
+    fast=st.floats(0.2, 5),
+    window=st.floats(0.1, 0.3),
+    now=st.floats(0, 1e3),
+)
+def test_suggested_delay_with_a_window_stays_within_bounds(
+    heights: list[int], plan_height: int, idle: float, fast: float, window: float, now: float
+) -> None:
+    plan = Plan("v2", plan_height)
+    state = WatchState()
+    for i, h in enumerate(sorted(heights)):
+        state = run(state, seen(plan, h, at=float(i) * 3)).state
+    delay = rule.suggested_delay(state, now, idle=idle, fast=fast, window=window)
+    assert min(window, fast) <= delay <= idle
+
+
+# --- the pool rule against random chain histories, lagging and lying endpoints ----------
+
+
+@attrs.frozen
+class Snap:
+    block: int
+    app: int
+    plan: Plan | None
+    applied: tuple[tuple[str, int], ...]
+
+
+def snap(chain: ModelChain) -> Snap:
+    return Snap(chain.block, chain.app, chain.plan, tuple(chain.applied.items()))
+
+
+LIES = st.tuples(
+    st.one_of(
+        st.none(), st.builds(Plan, st.sampled_from(["v2", "v3", "v9"]), st.integers(90, 200))
+    ),
+    st.integers(50, 300),
+    st.booleans(),
+    st.integers(0, 300),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    ops=st.lists(OPS, min_size=20, max_size=80),
+    lags=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1),
+    lies=st.lists(LIES, min_size=1),
+    liar=st.booleans(),
+    quorum=st.sampled_from([1, 2]),
+)
+def test_pool_rule_is_safe_with_lagging_and_lying_endpoints(
+    ops: Sequence[tuple[str, object]],
+    lags: list[tuple[int, int]],
+    lies: list[tuple[Plan | None, int, bool, int]],
+    liar: bool,
+    quorum: int,
+) -> None:
+    """Two honest endpoints showing the chain as it was a few changes ago (each its own
+    lag), and, with quorum 2, possibly a third that answers anything at all. Whatever they
+    say: a halt promotion is always of a plan the chain really halted at, an applied one of
+    a plan it really applied, never twice; a vanished or replaced plan is never promoted."""
+    liar = liar and quorum == 2
+    chain = ModelChain()
+    history = [snap(chain)]
+    halted_at: set[Plan] = set()  # plans the chain really halted at
+    state = WatchState()
+    promoted: list[RetagJob] = []
+    lag_it, lie_it = iter(lags * 100), iter(lies * 100)
+    at = 0.0
+
+    def honest(name: str, lag: int) -> rule.Sighting:
+        index = max(0, len(history) - 1 - lag)
+        then = history[index]
+        answer = PlanAnswer(then.plan, then.app)
+        height = Height(then.block, then.app) if rule.needs_latest_block(state, answer) else None
+        reread = None
+        if rule.shows_halt(state.promoted, answer, height) is not None:
+            later = history[min(len(history) - 1, index + 1)]  # the chain may move on
+            reread = PlanAnswer(later.plan, later.app)
+        return rule.Sighting(name, answer, height, reread)
+
+    def lying() -> rule.Sighting:
+        plan, block, confirm, _ = next(lie_it)
+        answer = PlanAnswer(plan, block - 1)
+        return rule.Sighting("liar", answer, Height(block, block - 1), answer if confirm else None)
+
+    for op, arg in ops:
+        if op != "poll":
+            at += apply(chain, op, arg)
+            history.append(snap(chain))
+            if chain.halted and chain.plan is not None:
+                halted_at.add(chain.plan)
+            continue
+        at += 1.0
+        lag_a, lag_b = next(lag_it)
+        sightings = [honest("a", lag_a), honest("b", lag_b)]
+        if liar:
+            sightings.append(lying())
+        result = rule.step_pool(state, sightings, at, tags=TAGS, quorum=quorum)
+        decision = result.decision
+        assert not isinstance(decision, ConfirmHalt)
+        if isinstance(decision, CheckApplied):
+            answers = []
+            for s in sightings:
+                if s.endpoint == "liar":
+                    answers.append(rule.AppliedAnswer("liar", next(lie_it)[3], s))
+                    continue
+                then = history[max(0, len(history) - 1 - (lag_a if s.endpoint == "a" else lag_b))]
+                answers.append(
+                    rule.AppliedAnswer(s.endpoint, dict(then.applied).get(decision.plan.name, 0), s)
+                )
+            height = rule.applied_by_quorum(
+                decision, answers, quorum=quorum, floor=result.state.height
+            )
+            if height is not None:
+                result = rule.on_applied(result.state, decision, height, tags=TAGS)
+                decision = result.decision
+                if isinstance(decision, Promote):
+                    assert chain.applied.get(decision.job.plan.name) == decision.job.plan.height
+        if isinstance(decision, Promote):
+            job = decision.job
+            assert job.plan.name not in {j.plan.name for j in promoted}, "promoted twice"
+            if job.reason == "halt":
+                assert job.plan in halted_at, f"{job.plan} never halted the chain"
+                event(f"halt promoted (quorum {quorum}, liar {liar})")
+            promoted.append(job)
+        state = result.state

@@ -131,8 +131,11 @@ class ChainSim(Chain):
         height_header: str | None = "Grpc-Metadata-X-Cosmos-Block-Height",
         seed: int = 0,
         port: int = 0,
+        ahead: int = 0,
     ) -> LcdEndpoint:
-        """Another node of this chain on its own port (see `LcdEndpoint`); needs `run`."""
+        """Another node of this chain on its own port (see `LcdEndpoint`); needs `run`.
+
+        `ahead` > 0 makes it a lying node, showing the chain that many blocks further."""
         if self._nursery is None:
             raise RuntimeError("start the sim first: await nursery.start(sim.run)")
         endpoint = LcdEndpoint(
@@ -144,6 +147,7 @@ class ChainSim(Chain):
             host=self.primary.host,
             port=port,
         )
+        endpoint.ahead = ahead
         await self._nursery.start(endpoint.run)
         self.endpoints.append(endpoint)
         return endpoint

@@ -119,6 +119,9 @@ class LcdEndpoint:
         self.lag = lag
         self.delay = delay
         self.height_header = height_header
+        #: A lying node: it shows the chain `ahead` blocks further than it is (the halt
+        #: early, with the plan still current), for quorum tests. 0 = honest.
+        self.ahead = 0
         self.url = ""
         self.stats: dict[str, RouteStats] = {route: RouteStats() for route in ROUTES}
         #: TCP connections accepted so far (keep-alive makes this far below the requests).
@@ -257,6 +260,10 @@ class LcdEndpoint:
         stats.requests += 1
         exchange.stats = stats
         view = self.chain.view(lag=self.lag, delay=self.delay)
+        if self.ahead:
+            height = view.height + self.ahead
+            halted = view.plan is not None and height >= view.plan.height
+            view = attrs.evolve(view, height=height, app_height=height - 1 if halted else height)
         fault = self._draw_fault(route)
         if fault is Fault.RESET:
             await exchange.reset()

@@ -28,8 +28,10 @@ request once per upgrade and no latency. A failed or different re-read is a `Wai
 is marked promoted, the rest of that poll's `Step` (its state, events and view) still holds,
 and the next poll that sees the halt asks again.
 
-Several LCD endpoints (`RPC_URL` lists them; one is the case above): each poll asks all of
-them at once, each endpoint doing the reads above on its own (`needs_latest_block`, and the
+Several LCD endpoints (`RPC_URL` lists them): the daemon always drives `step_pool`, which
+with one endpoint promotes exactly when `step` + `on_confirmed` above does (those two stay the
+single-LCD statement of the rule; the model-based property test holds the two equal). Each
+poll asks every endpoint at once, each endpoint doing the reads above on its own (`needs_latest_block`, and the
 re-read when `shows_halt` holds for ITS reads), giving one `Sighting` per endpoint. Then
 `step_pool(state, sightings, at, tags=, quorum=)` replaces `step` + `on_confirmed`: the view
 follows the most advanced endpoint (`lead`), and plan P promotes once `quorum` distinct

@@ -583,8 +583,10 @@ def test_rule_is_safe_on_random_histories(
         lcd_flaky: bool = True,
         between: Sequence[tuple[str, object]] = (),
         reread_fails: bool = False,
+        before: WatchState | None = None,
     ) -> WatchState:
         decision = result.decision
+        reread: PlanAnswer | None = None
         if isinstance(decision, ConfirmHalt):
             assert decision.job.reason == "halt"
             for op, arg in between:  # the chain moves on before the re-read
@@ -603,6 +605,13 @@ def test_rule_is_safe_on_random_histories(
                 # is halted at it. A vanished or replaced plan is never promoted this way.
                 assert reread is not None and reread.plan == decision.job.plan
                 assert chain.halted and chain.plan == decision.job.plan
+        if before is not None and obs is not None:
+            # The daemon drives `step_pool`; with one endpoint it must promote exactly when
+            # `step` + `on_confirmed` (the single-LCD statement of the rule) does.
+            sighting = rule.Sighting("lcd", obs.plan, obs.height, reread)
+            pooled = rule.step_pool(before, [sighting], obs.at, tags=tags, quorum=1)
+            assert promotes(pooled) == promotes(result)
+            assert pooled.state.promoted == result.state.promoted
         if isinstance(decision, CheckApplied) and not (lcd_flaky and next(fails, False)):
             # applied_plan answers from the chain as it is *now*
             height = chain.applied.get(decision.plan.name, 0)
@@ -655,7 +664,7 @@ def test_rule_is_safe_on_random_histories(
         result = rule.step(state, obs, tags=tags)
         if obs.plan is not None and obs.plan.plan is not None:
             watched.add(obs.plan.plan.name)
-        state = act(result, obs, between=before_reread, reread_fails=reread_fails)
+        state = act(result, obs, between=before_reread, reread_fails=reread_fails, before=state)
         # Liveness: a halt observed through blocks/latest is promoted on that very poll
         # (when the chain held still and the re-read answered).
         if undisturbed and chain.halted and obs.height is not None and chain.plan is not None:

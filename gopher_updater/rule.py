@@ -31,9 +31,9 @@ and the next poll that sees the halt asks again.
 Several LCD endpoints (`RPC_URL` lists them): the daemon always drives `step_pool`, which
 with one endpoint promotes exactly when `step` + `on_confirmed` above does (those two stay the
 single-LCD statement of the rule; the model-based property test holds the two equal). Each
-poll asks every endpoint at once, each endpoint doing the reads above on its own (`needs_latest_block`, and the
-re-read when `shows_halt` holds for ITS reads), giving one `Sighting` per endpoint. Then
-`step_pool(state, sightings, at, tags=, quorum=)` replaces `step` + `on_confirmed`: the view
+poll asks every endpoint at once, each endpoint doing the reads above on its own
+(`needs_latest_block`, and the re-read when `shows_halt` holds for ITS reads), giving one
+`Sighting` per endpoint. Then `step_pool(state, sightings, at, tags=, quorum=)` decides: the view
 follows the most advanced endpoint (`lead`), and plan P promotes once `quorum` distinct
 endpoints each showed its halt confirmed by their own re-read (`halt_witnesses`). A
 `CheckApplied` asks `applied_plan` of every endpoint that answered and settles with

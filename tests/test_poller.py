@@ -1,8 +1,8 @@
 """The poller and the governance reader as drivers, on trio's MockClock with a fake chain.
 
 The rule is tested on its own (test_rule.py); what is under test here is the I/O around it:
-the re-read of current_plan at the halt (each endpoint's own, before `step_pool` decides), what each task
-publishes, and that the ops endpoints' assembly shows every owner's problems.
+the re-read of current_plan at the halt (each endpoint's own, before `step_pool` decides),
+what each task publishes, and that the ops endpoints' assembly shows every owner's problems.
 """
 
 from __future__ import annotations

@@ -403,16 +403,27 @@ class Announcer:
         if news.scheduled == "pending":
             self._tell_scheduled(news)
         held, news.held_halt = news.held_halt, None
-        if held is not None and self._notifier is not None:
-            self._notifier.notify_nowait(held)
+        if held is not None:
+            self._queue(held)
 
     def _tell(self, news: _News, kind: EventType, **fields: Any) -> None:
         self._flush(news)
         self._emit(news, kind, **fields)
 
     def _emit(self, news: _News, kind: EventType, **fields: Any) -> None:
+        self._queue(self._event(news, kind, **fields))
+
+    def _queue(self, event: NotifyEvent) -> None:
         if self._notifier is not None:
-            self._notifier.notify_nowait(self._event(news, kind, **fields))
+            queued = self._notifier.notify_nowait(event)
+            log.debug(
+                "notification_queued",
+                event_type=event.type.value,
+                occurrence=event.occurrence,
+                plan=event.plan[:64],
+                height=event.height,
+                queued=queued,  # False: filtered by NOTIFY_EVENTS, or already sent
+            )
 
     def _event(self, news: _News, kind: EventType, **fields: Any) -> NotifyEvent:
         at = fields.pop("at", None)

@@ -11,23 +11,10 @@ The tasks that find the facts call one method per fact, where they already log i
 Each method is synchronous, never blocks and never raises (a bug here is logged, never handed
 to the poll or the retag that called it); it builds a `NotifyEvent` with the chain id and the
 plan's tags and hands it to `Notifier.notify_nowait`. Without a notifier every method returns
-at once. `run` is a small task that needs no chain request of its own beyond one start-up
-read of the chain id: it reads the poller's published `ChainView` to send `scheduled` once
-the ETA and the preflight answer are in (at most `SCHEDULED_WAIT` later) and the reminders.
-
-What is told, once per plan (README "Notifications"):
-- `scheduled` carries the ETA and whether the source image is there; a plan first seen
-  already halted gets none (the halt says it all). `source_missing` (`first`) follows when
-  the image is missing then or goes missing later, before the halt; `halt` when the retag
-  finds it missing at the halt; `1h` with the T-1h reminder when still missing.
-- `reminder` at T-24h and T-1h, only for thresholds the ETA was beyond when the plan was
-  told (a plan first seen at T-30m gets none; at T-2h only the 1h one; a restart never
-  repeats a reminder). If both fall due at once, only the nearer one is sent.
-- `halted` is held back until the retag's first answer: `already_promoted` means another
-  process (this one before a restart) promoted and told it, so nothing more of that upgrade
-  is told (no halted, promoted, nudged, node_upgraded, resumed or stuck). Otherwise `halted`
-  goes out just before `promoted`, `conflict`, `source_missing` or at a registry error.
-- `cancelled` / `replaced` only once `applied_plan` said 0, and only for plans seen here.
+at once. `run` is a small task with no chain request of its own beyond reading the chain id
+once at start-up: from the poller's published `ChainView` it sends `scheduled` once the ETA
+and the preflight answer are in, and the reminders. What is told when, and what is held
+back: `announce_news.py`.
 """
 
 from __future__ import annotations
@@ -35,60 +22,34 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, Concatenate, Literal, ParamSpec, Protocol
+from typing import Any, Concatenate, ParamSpec
 
-import attrs
 import trio
 
 from gopher_updater import timeline as tl
+from gopher_updater.announce_news import (
+    MARKS,
+    MAX_DIGESTS,
+    MAX_PLANS,
+    SCHEDULED_WAIT,
+    SETTLE,
+    TICK,
+    ChainIdReader,
+    News,
+    Notifies,
+    due_reminder,
+    eta_for,
+)
 from gopher_updater.logs import get_logger
 from gopher_updater.manifest import Outcome
-from gopher_updater.model import Height, Plan, RetagJob
+from gopher_updater.model import Plan, RetagJob
 from gopher_updater.notify import EventType, NotifyEvent
 from gopher_updater.rule import Tags, TagScheme
 from gopher_updater.state import ChainView, Promotion, Publishes, Wakeup
 
+__all__ = ["SCHEDULED_WAIT", "TICK", "Announcer"]
+
 log = get_logger("gopher_updater.announce")
-
-TICK = 30.0  # seconds between reminder checks
-SETTLE = 0.5  # while a `scheduled` waits for its ETA, preflight answer and chain id
-SCHEDULED_WAIT = 10.0  # then it goes out with what is known
-#: (occurrence, seconds before H), nearest first.
-REMINDERS = (("1h", 3600.0), ("24h", 86400.0))
-MAX_PLANS = 32
-MAX_DIGESTS = 64
-
-_MARKS = {
-    tl.Stage.NUDGED: EventType.NUDGED,
-    tl.Stage.NODE_UPGRADED: EventType.NODE_UPGRADED,
-    tl.Stage.RESUMED: EventType.RESUMED,
-    tl.Stage.STUCK: EventType.STUCK,
-}
-
-
-class Notifies(Protocol):
-    def notify_nowait(self, event: NotifyEvent) -> bool: ...
-
-
-class ChainIdReader(Protocol):
-    async def latest_height(self) -> Height: ...
-
-
-@attrs.define
-class _News:
-    """What this process told (or holds back) about one plan, keyed by its name."""
-
-    plan: Plan
-    tags: Tags | None  # None: the name can't become a tag (invalid_plan says so)
-    seen_at: float  # trio time of plan_seen
-    scheduled: Literal["pending", "told", "dropped"] = "pending"
-    baseline: float | None = None  # the ETA when the plan was told: which reminders it allows
-    reminders: set[str] = attrs.Factory(set)
-    missing_told: bool = False
-    replaced_by: Plan | None = None
-    held_halt: NotifyEvent | None = None
-    quiet: bool = False  # found already promoted: whoever promoted told the rest
-
 
 P = ParamSpec("P")
 
@@ -123,7 +84,7 @@ class Announcer:
         self._timeout, self._clock = request_timeout, clock
         self._chain: Publishes[ChainView] | None = None
         self._chain_id: str | None = None
-        self._plans: dict[str, _News] = {}
+        self._plans: dict[str, News] = {}
         self._presence: dict[str, bool] = {}  # source tag -> present, as preflight last said
         self._first_digest: dict[str, str] = {}  # source tag -> the digest preflight first saw
         self._wakeup = Wakeup()
@@ -176,7 +137,7 @@ class Announcer:
             return  # back after a blip: already told
         named = None if self._tags is None else self._tags.for_plan(plan)
         tags = named if isinstance(named, Tags) else None
-        self._add(_News(plan, tags, trio.current_time(), "pending" if tags else "dropped"))
+        self._add(News(plan, tags, trio.current_time(), "pending" if tags else "dropped"))
         self._wakeup.poke()
 
     @_safe
@@ -225,7 +186,7 @@ class Announcer:
                 del self._first_digest[next(iter(self._first_digest))]
         if not present:
             for news in list(self._plans.values()):
-                told = news.scheduled == "told" and news.held_halt is None
+                told = news.scheduled == "told" and news.held_halt is None and not news.quiet
                 if told and news.tags is not None and news.tags.source == tag:
                     self._tell_missing(news, "first")
         self._wakeup.poke()  # a `scheduled` may be waiting for this answer
@@ -244,12 +205,8 @@ class Announcer:
         if news.quiet:
             return
         self._tell_moved(news, record.source_digest)
-        self._tell(
-            news,
-            EventType.CONFLICT,
-            digest=record.source_digest,
-            previous_digest=record.previous_target_digest,
-        )
+        target = record.previous_target_digest
+        self._tell(news, EventType.CONFLICT, digest=record.source_digest, previous_digest=target)
 
     @_safe
     def retag_failed(self, job: RetagJob) -> None:
@@ -282,17 +239,12 @@ class Announcer:
             self._flush(news)
             return
         self._tell_moved(news, record.source_digest)
-        self._tell(
-            news,
-            EventType.PROMOTED,
-            target_tag=record.target_tag,
-            digest=record.source_digest,
-            delay_seconds=delay,
-        )
+        fields = {"target_tag": record.target_tag, "digest": record.source_digest}
+        self._tell(news, EventType.PROMOTED, delay_seconds=delay, **fields)
 
     @_safe
     def timeline_mark(self, timeline: tl.Timeline, mark: tl.Mark) -> None:
-        kind = _MARKS.get(mark.state)
+        kind = MARKS.get(mark.state)
         news = self._plans.get(timeline.plan)
         if kind is None or news is None or news.quiet or news.plan.height != timeline.height:
             return
@@ -312,38 +264,30 @@ class Announcer:
         if chain_id:
             self._chain_id = chain_id
 
-    def _add(self, news: _News) -> _News:
+    def _add(self, news: News) -> News:
         self._plans[news.plan.name] = news
         while len(self._plans) > MAX_PLANS:
             del self._plans[next(iter(self._plans))]
         return news
 
-    def _news_for(self, plan: Plan, tags: Tags | None) -> _News:
+    def _news_for(self, plan: Plan, tags: Tags | None) -> News:
         news = self._plans.get(plan.name)
         if news is None:
-            return self._add(_News(plan, tags, trio.current_time(), "dropped"))
+            return self._add(News(plan, tags, trio.current_time(), "dropped"))
         news.plan, news.tags = plan, news.tags or tags
         return news
 
     def _eta(self, plan: Plan) -> float | None:
-        """Seconds until `plan`'s height, from the poller's last published view."""
         view = None if self._chain is None else self._chain.view
-        if view is None or view.last_poll_ok is None:
-            return None
-        watch, since = view.watch, max(0.0, trio.current_time() - view.last_poll_ok)
-        if watch.plan == plan and watch.eta is not None:
-            return max(0.0, watch.eta - since)
-        if watch.block_time is None or watch.height is None:
-            return None
-        return max(0.0, (plan.height - watch.height) * watch.block_time - since)
+        return None if view is None else eta_for(view, plan, trio.current_time())
 
-    def _ready(self, news: _News, now: float) -> bool:
+    def _ready(self, news: News, now: float) -> bool:
         if now - news.seen_at >= SCHEDULED_WAIT:
             return True
         answered = news.tags is not None and news.tags.source in self._presence
         return answered and self._chain_id is not None and self._eta(news.plan) is not None
 
-    def _tell_scheduled(self, news: _News) -> None:
+    def _tell_scheduled(self, news: News) -> None:
         eta = self._eta(news.plan)
         present = None if news.tags is None else self._presence.get(news.tags.source)
         news.scheduled, news.baseline = "told", eta
@@ -351,7 +295,7 @@ class Announcer:
         if present is False:
             self._tell_missing(news, "first")
 
-    def _remind(self, news: _News) -> None:
+    def _remind(self, news: News) -> None:
         view = None if self._chain is None else self._chain.view
         if news.quiet or news.held_halt is not None or news.tags is None or view is None:
             return
@@ -363,42 +307,31 @@ class Announcer:
         if news.baseline is None:  # ETA unknown when told: the first one known decides
             news.baseline = eta
             return
-        for occurrence, before in REMINDERS:
-            if occurrence in news.reminders or not news.baseline > before >= eta:
-                continue
-            news.reminders.update(o for o, b in REMINDERS if b >= before)
-            present = self._presence.get(news.tags.source)
-            self._emit(
-                news,
-                EventType.REMINDER,
-                occurrence=occurrence,
-                eta_seconds=eta,
-                source_present=present,
-            )
-            if occurrence == "1h" and present is False:
-                self._tell_missing(news, "1h")
+        occurrence = due_reminder(news.baseline, news.reminders, eta)
+        if occurrence is None:
             return
+        news.reminders.add(occurrence)
+        present = self._presence.get(news.tags.source)
+        self._emit(
+            news, EventType.REMINDER, occurrence=occurrence, eta_seconds=eta, source_present=present
+        )
+        if occurrence == "1h" and present is False:
+            self._tell_missing(news, "1h")
 
-    def _tell_missing(self, news: _News, occurrence: str) -> None:
+    def _tell_missing(self, news: News, occurrence: str) -> None:
         if occurrence == "first":
             if news.missing_told:
                 return
             news.missing_told = True
-        eta = self._eta(news.plan)
-        self._tell(
-            news,
-            EventType.SOURCE_MISSING,
-            occurrence=occurrence,
-            eta_seconds=eta,
-            source_present=False,
-        )
+        fields = {"occurrence": occurrence, "eta_seconds": self._eta(news.plan)}
+        self._tell(news, EventType.SOURCE_MISSING, source_present=False, **fields)
 
-    def _tell_moved(self, news: _News, digest: str | None) -> None:
+    def _tell_moved(self, news: News, digest: str | None) -> None:
         first = None if news.tags is None else self._first_digest.get(news.tags.source)
         if first is not None and digest is not None and digest != first:
             self._tell(news, EventType.SOURCE_MOVED, digest=digest, previous_digest=first)
 
-    def _flush(self, news: _News) -> None:
+    def _flush(self, news: News) -> None:
         """What is held back for this plan goes first, so every channel keeps the order."""
         if news.scheduled == "pending":
             self._tell_scheduled(news)
@@ -406,26 +339,21 @@ class Announcer:
         if held is not None:
             self._queue(held)
 
-    def _tell(self, news: _News, kind: EventType, **fields: Any) -> None:
+    def _tell(self, news: News, kind: EventType, **fields: Any) -> None:
         self._flush(news)
         self._emit(news, kind, **fields)
 
-    def _emit(self, news: _News, kind: EventType, **fields: Any) -> None:
+    def _emit(self, news: News, kind: EventType, **fields: Any) -> None:
         self._queue(self._event(news, kind, **fields))
 
     def _queue(self, event: NotifyEvent) -> None:
         if self._notifier is not None:
             queued = self._notifier.notify_nowait(event)
-            log.debug(
-                "notification_queued",
-                event_type=event.type.value,
-                occurrence=event.occurrence,
-                plan=event.plan[:64],
-                height=event.height,
-                queued=queued,  # False: filtered by NOTIFY_EVENTS, or already sent
-            )
+            # queued=False: filtered out by NOTIFY_EVENTS, or already sent
+            fields = {"occurrence": event.occurrence, "plan": event.plan[:64], "queued": queued}
+            log.debug("notification_queued", event_type=event.type.value, **fields)
 
-    def _event(self, news: _News, kind: EventType, **fields: Any) -> NotifyEvent:
+    def _event(self, news: News, kind: EventType, **fields: Any) -> NotifyEvent:
         at = fields.pop("at", None)
         tags = news.tags
         fields.setdefault("source_tag", None if tags is None else tags.source)

@@ -5,6 +5,8 @@ Prints:
   max), with the production POLL_INTERVAL=1m and 1 s blocks;
 - halt -> first Flux nudge: block H visible to the first call a Receiver simulator accepted
   (generic-hmac, signed), same runs;
+- the same two figures with a notification sink that hangs 30 s on every post (webhook and
+  Apprise `json://`): notifications must never move them;
 - registry requests per promotion (counted by a forwarding proxy in front of the registry);
 - steady-state LCD requests and bytes per idle poll against a simulator holding the 218 real
   Cosmos Hub proposals;
@@ -33,6 +35,7 @@ import trio
 
 from gopher_updater.testing.chainsim import ChainSim, load_cosmoshub_proposals
 from gopher_updater.testing.fluxsim import FluxSim, ObjectKey, Resource, SimReceiver
+from gopher_updater.testing.notifysink import NotifySink
 from gopher_updater.testing.registry import FaultProxy, RunningRegistry, running_registry
 from gopher_updater.testing.stack import daemon_env, spawn_daemon, wait_http
 
@@ -84,11 +87,24 @@ def _receiver() -> FluxSim:
 
 async def promotion_run(reg: RunningRegistry, run: int) -> dict[str, float]:
     with _receiver() as flux:
-        return await _promotion_run(reg, run, flux)
+        return await _promotion_run(reg, run, flux, {})
 
 
-async def _promotion_run(reg: RunningRegistry, run: int, flux: FluxSim) -> dict[str, float]:
-    repo = f"bench/latency{run}"
+async def hung_sink_run(reg: RunningRegistry, run: int) -> dict[str, float]:
+    """A promotion run with both notification channels pointed at a sink that hangs."""
+    with _receiver() as flux, NotifySink() as sink:
+        sink.hang_all(30.0)
+        notify = {
+            "NOTIFY_WEBHOOK_URL": sink.url + "/hook",
+            "NOTIFY_URLS": sink.apprise_url("/apprise"),
+        }
+        return await _promotion_run(reg, run, flux, notify)
+
+
+async def _promotion_run(
+    reg: RunningRegistry, run: int, flux: FluxSim, notify: dict[str, str]
+) -> dict[str, float]:
+    repo = f"bench/latency{run}{'-hung' if notify else ''}"
     source = await trio.to_thread.run_sync(reg.push_image, repo, "release-v2", "oci-index")
     async with trio.open_nursery() as nursery:
         sim = ChainSim(height=1000, block_time=1.0)
@@ -104,6 +120,7 @@ async def _promotion_run(reg: RunningRegistry, run: int, flux: FluxSim) -> dict[
                 LOG_LEVEL="warning",
                 FLUX_RECEIVER_URL=flux.url("gopher-updater"),
                 FLUX_RECEIVER_TOKEN=FLUX_TOKEN.decode(),
+                **notify,
             )
             env["REGISTRY_URL"] = proxy.url
             proc, url = spawn_daemon(env)
@@ -207,18 +224,24 @@ async def idle_run(reg: RunningRegistry, seconds: float) -> dict[str, Any]:
     }
 
 
-async def bench(runs: int, idle_seconds: float) -> int:
+def _report(kind: str, run: int, runs: int, result: dict[str, float]) -> None:
+    print(
+        f"  {kind} {run + 1}/{runs}: latency {result['latency'] * 1000:.0f} ms, "
+        f"first nudge {result['nudge'] * 1000:.0f} ms, "
+        f"{result['registry_requests']} registry requests, ready {result['ready']:.2f}s",
+        flush=True,
+    )
+
+
+async def bench(runs: int, hung_runs: int, idle_seconds: float) -> int:
     with running_registry("token") as reg:
-        results = []
+        results, hung = [], []
         for run in range(runs):
-            result = await promotion_run(reg, run)
-            print(
-                f"  run {run + 1}/{runs}: latency {result['latency'] * 1000:.0f} ms, "
-                f"first nudge {result['nudge'] * 1000:.0f} ms, "
-                f"{result['registry_requests']} registry requests, ready {result['ready']:.2f}s",
-                flush=True,
-            )
-            results.append(result)
+            results.append(await promotion_run(reg, run))
+            _report("run", run, runs, results[-1])
+        for run in range(hung_runs):
+            hung.append(await hung_sink_run(reg, run))
+            _report("hung-sink run", run, hung_runs, hung[-1])
         print(f"  idle run ({idle_seconds:.0f}s, 218 proposals on chain)...", flush=True)
         idle = await idle_run(reg, idle_seconds)
     latencies = [r["latency"] for r in results]
@@ -237,6 +260,19 @@ async def bench(runs: int, idle_seconds: float) -> int:
             f"{min(nudges):.3f} / {statistics.median(nudges):.3f} / {max(nudges):.3f}",
             f"median <= {TARGETS['nudge_median_s']}",
             statistics.median(nudges) <= TARGETS["nudge_median_s"],
+        ),
+        *(
+            [
+                (
+                    "sink hung 30 s: latency / nudge median (s)",
+                    f"{statistics.median(r['latency'] for r in hung):.3f} / "
+                    f"{statistics.median(r['nudge'] for r in hung):.3f}",
+                    f"median <= {TARGETS['latency_median_s']}",
+                    statistics.median(r["latency"] for r in hung) <= TARGETS["latency_median_s"],
+                )
+            ]
+            if hung
+            else []
         ),
         (
             "registry requests per promotion (max)",
@@ -297,12 +333,15 @@ async def bench(runs: int, idle_seconds: float) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="promotion latency runs")
+    parser.add_argument(
+        "--hung-sink-runs", type=int, default=3, help="promotion runs with a hanging sink"
+    )
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle run length")
     args = parser.parse_args()
     print(
         f"gopher-updater benchmark ({time.strftime('%Y-%m-%d')}, python {sys.version.split()[0]})"
     )
-    return trio.run(bench, args.runs, args.idle_seconds)
+    return trio.run(bench, args.runs, args.hung_sink_runs, args.idle_seconds)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from gopher_updater.testing.notifysink import NotifySink, Post
 from gopher_updater.testing.registry import RunningRegistry
 from gopher_updater.testing.stack import daemon_env, spawn_daemon, start_daemon, wait_http
 from tests.test_after_retag import FIRST_NUDGE_WITHIN, mono_offset, state_is, status, stop
+from tests.test_config import BASE
+from tests.test_config import _cli as cli
 from tests.test_daemon import head, metric, metrics_text, start_sim, wait_until
 
 KEY = "n0tify-hmac-k3y"
@@ -274,3 +276,19 @@ async def _true(value: bool) -> bool:
 async def _text(page: str) -> str:
     async with httpx.AsyncClient() as client:
         return (await client.get(page, timeout=5)).text
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"NOTIFY_URLS": "bogus://S3CRET@host/S3CRET"},
+        {"NOTIFY_URLS": "json://127.0.0.1:9/ok, tgram://S3CRET"},
+        {"NOTIFY_WEBHOOK_URL": "mailto:S3CRET@example.com"},
+    ],
+)
+def test_bad_notify_urls_exit_2_at_start_up_naming_no_secret(env: dict[str, str]) -> None:
+    proc, _ = cli({**BASE, **env}, "run")
+    assert proc.returncode == 2, proc.stderr
+    name = next(iter(env))
+    assert f"  - {name}: " in proc.stderr
+    assert "S3CRET" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr

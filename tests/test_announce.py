@@ -275,3 +275,24 @@ async def test_silent_without_a_notifier_and_a_bug_never_reaches_the_caller() ->
     plan = Plan("v1", 1)
     broken.halted(job(plan), 1.7e9)
     broken.promoted(job(plan), record(plan, Outcome.PROMOTED), 0.1)  # logged, not raised
+
+
+def test_the_daemon_wires_notifications_only_when_configured() -> None:
+    import structlog
+
+    from gopher_updater import config, daemon
+    from gopher_updater.metrics import Metrics
+    from tests.test_config import BASE
+
+    off = config.load(BASE)
+    notifier, announcer = daemon._notifications(off, TAGS, Metrics())
+    assert notifier is None and announcer._notifier is None
+
+    env = {**BASE, "NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/h00k", "NOTIFY_WEBHOOK_TOKEN": "k3y\n"}
+    with structlog.testing.capture_logs() as logs:
+        notifier, announcer = daemon._notifications(config.load(env), TAGS, Metrics())
+    assert notifier is not None and announcer._notifier is notifier
+    assert [c.name for c in notifier.status().channels] == ["webhook"]
+    events = [entry["event"] for entry in logs]
+    assert events == ["notifications", "notify_webhook_token_newline"]
+    assert "h00k" not in str(logs) and "k3y" not in str(logs)

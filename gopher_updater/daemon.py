@@ -17,8 +17,13 @@
             │                       publishes RegistryView
             ├── upgrade follower    Follower: the timeline from the halt until the chain
             │                       runs again (worker hooks, own LCD reads); UpgradeView
-            └── flux nudger         Nudger (only with FLUX_RECEIVER_URL): the follower
+            ├── flux nudger         Nudger (only with FLUX_RECEIVER_URL): the follower
                                     queues a nudge per settled promotion
+            ├── notifier            Notifier (only with NOTIFY_WEBHOOK_URL / NOTIFY_URLS):
+            │                       one task and bounded queue per service
+            └── announcer           Announcer: the tasks above tell it their facts (never
+                                    blocking); it sends `scheduled` and the reminders
+                                    from the published ChainView
 
 When the task nursery ends (signal or crash), `shutdown` is set so Hypercorn closes its
 connections gracefully; the process exits 0 on a signal and 1 on a crash.
@@ -35,6 +40,7 @@ import httpx
 import trio
 
 from gopher_updater import __version__, ops, rule
+from gopher_updater.announce import Announcer
 from gopher_updater.chain import ChainClient
 from gopher_updater.config import Config
 from gopher_updater.flux import FluxMetrics, Nudger, NudgeSchedule
@@ -44,6 +50,7 @@ from gopher_updater.lcd_pool import open_pool
 from gopher_updater.logs import configure, get_logger
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import RetagJob
+from gopher_updater.notifier import Notifier, NotifyMetrics, RetryPolicy
 from gopher_updater.poller import Poller
 from gopher_updater.preflight import RegistryWatch, wanted_tags
 from gopher_updater.registry import RegistryClient
@@ -130,6 +137,7 @@ async def run(
         dry_run=cfg.dry_run,
         overwrite_target=cfg.overwrite_target,
     )
+    notifier, announcer = _notifications(cfg, tags, metrics)
     async with (
         open_pool(cfg, metrics) as chain,  # lcd pool (h-lcdpool): every RPC_URL endpoint
         registry_client(cfg, metrics) as registry,
@@ -149,6 +157,7 @@ async def run(
             preflight,
             poll_interval=cfg.poll_interval,
             request_timeout=cfg.request_timeout,
+            announce=announcer,
         )
         # -- after the retag (issue 11): the follower, and the Nudger it feeds
         follower = Follower(
@@ -158,6 +167,7 @@ async def run(
             poll_interval=cfg.poll_interval,
             request_timeout=cfg.request_timeout,
             repository=cfg.repo_path,
+            announce=announcer,
         )
         nudger = None
         if cfg.flux_receivers:  # none: no Nudger task at all
@@ -168,13 +178,14 @@ async def run(
                 dry_run=cfg.dry_run,
                 on_accepted=follower.nudge_accepted,  # the timeline's `nudged`
             )
-        worker = RetagWorker(registry, metrics, queue, hooks=follower)
+        worker = RetagWorker(registry, metrics, queue, hooks=follower, announce=announcer)
         watch = RegistryWatch(
             registry,
             metrics,
             lambda: wanted_tags(poller.view, governance.view, tags),
             interval=registry_check_interval(cfg.poll_interval),
             wakeup=preflight,
+            announce=announcer,
         )
         views = Views(
             chain=poller,
@@ -183,6 +194,7 @@ async def run(
             promotions=worker,
             upgrade=follower,
             flux=None if nudger is None else nudger.snapshot,
+            notifications=None if notifier is None else notifier.status,
         )
         metrics.health.bind(lambda: _health(views.snapshot()))
         app = ops.create_app(views.snapshot, metrics, pprof_enabled=cfg.pprof_enabled)
@@ -194,6 +206,8 @@ async def run(
                 async with trio.open_nursery() as tasks:
                     if handle_signals:
                         tasks.start_soon(watch_signals, tasks.cancel_scope)
+                    if notifier is not None:  # first: events queued meanwhile just wait
+                        await tasks.start(notifier.run, name="notifier")
                     await tasks.start(poller.run, name="chain poller")
                     await tasks.start(governance.run, poller, name="governance reader")
                     await tasks.start(worker.run, receive, name="retag worker")
@@ -201,10 +215,36 @@ async def run(
                     await tasks.start(follower.run, name="upgrade follower")
                     if nudger is not None:
                         await tasks.start(nudger.run, name="flux nudger")
+                    if notifier is not None:
+                        await tasks.start(announcer.run, poller, chain, name="announcer")
                     task_status.started(urls)
             finally:
                 shutdown.set()
     log.info("stopped")
+
+
+def _notifications(
+    cfg: Config, tags: rule.TagScheme, metrics: Metrics
+) -> tuple[Notifier | None, Announcer]:
+    """The Notifier and the Announcer feeding it; without a channel, a silent Announcer."""
+    settings = cfg.notify
+    if not settings.enabled:
+        return None, Announcer()
+    log.info("notifications", **settings.describe())
+    if settings.token_ends_in_newline:
+        log.warning(
+            "notify_webhook_token_newline",
+            detail="NOTIFY_WEBHOOK_TOKEN ends in a newline; it is used byte for byte as the "
+            "HMAC key, so a receiver whose key lacks the newline rejects every signature",
+        )
+    notifier = Notifier(
+        settings.channels(cfg.request_timeout),
+        events=settings.events,
+        metrics=NotifyMetrics(metrics.registry),
+        policy=RetryPolicy(attempt_timeout=cfg.request_timeout),
+    )
+    announcer = Announcer(notifier, tags=tags, request_timeout=cfg.request_timeout)
+    return notifier, announcer
 
 
 def _health(snap: Snapshot) -> tuple[bool, frozenset[str]]:

@@ -8,8 +8,9 @@ A Flux Receiver simulator (generic-hmac, the notification-controller's own check
 daemon's nudge, and the chain's "new binary" restarts `UPGRADE_AFTER` seconds after the halt.
 It shows the climb to H, the daemon's state changes, the promotion and an independent digest
 check, then the upgrade's timeline as the daemon's /status reports it: halt -> promoted ->
-nudged -> node upgraded -> resumed, with the measured delays; and cleans up everything it
-started.
+nudged -> node upgraded -> resumed, with the measured delays. A notification sink takes the
+daemon's signed webhook (and, with Apprise installed, its `json://` posts too) and every
+notification is printed as it arrives. It cleans up everything it started.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import trio
 from gopher_updater.logs import configure
 from gopher_updater.testing.chainsim import ChainSim
 from gopher_updater.testing.fluxsim import FluxSim, ObjectKey, Resource, SimReceiver
+from gopher_updater.testing.notifysink import NotifySink
 from gopher_updater.testing.registry import RunningRegistry, running_registry
 from gopher_updater.testing.stack import daemon_env, start_daemon
 
@@ -36,6 +38,8 @@ PLAN = "v2.0.0"
 TIMEOUT = 50.0
 UPGRADE_AFTER = 3.0  # seconds from the halt until the new binary runs block H
 FLUX_TOKEN = b"demo-token"
+NOTIFY_KEY = b"demo-notify-key"
+HOOK, APPRISE = "/notify", "/apprise"
 IMAGE_REPO = ObjectKey("image.toolkit.fluxcd.io/v1", "ImageRepository", "flux-system", "node")
 
 
@@ -82,8 +86,8 @@ async def run_demo(blocks_ahead: int, block_time: float, workdir: Path) -> bool:
             ],
             objects=[IMAGE_REPO],
         )
-        with flux:
-            ok = await _with_receiver(reg, flux, source, blocks_ahead, block_time, tty)
+        with flux, NotifySink(key=NOTIFY_KEY) as sink:
+            ok = await _with_receiver(reg, flux, sink, source, blocks_ahead, block_time, tty)
     _say("demo finished; simulator, receiver, registry and daemon stopped" if ok else "demo FAILED")
     return ok
 
@@ -91,6 +95,7 @@ async def run_demo(blocks_ahead: int, block_time: float, workdir: Path) -> bool:
 async def _with_receiver(
     reg: RunningRegistry,
     flux: FluxSim,
+    sink: NotifySink,
     source: str,
     blocks_ahead: int,
     block_time: float,
@@ -111,7 +116,10 @@ async def _with_receiver(
             LOG_FORMAT="console",
             FLUX_RECEIVER_URL=flux.url("gopher-updater"),
             FLUX_RECEIVER_TOKEN=FLUX_TOKEN.decode(),
+            **_notify_env(sink),
         )
+        _say(f"notification sink at {sink.url} (signed webhook; Apprise json:// if installed)")
+        nursery.start_soon(_print_notifications, sink, tty)
         _say("starting gopher-updater (POLL_INTERVAL=1m; it speeds up near the height)")
         daemon = await start_daemon(nursery, env)
         print(f"    ops endpoints on {daemon.url} (/readyz /metrics /status /debug/pprof/)")
@@ -142,6 +150,8 @@ async def _with_receiver(
             return False
         print(f"    chain resumed: height {sim.height}, applied {sim.applied}")
         _show_timeline(upgrade, flux)
+        await trio.sleep(1.0)  # the last notifications land
+        _show_notifications(sink)
         nursery.cancel_scope.cancel()
     return ok
 
@@ -178,6 +188,37 @@ def _show_timeline(upgrade: dict[str, Any], flux: FluxSim) -> None:
             f"    Receiver: {len(calls)} call(s) so far, the first {first.status} "
             f"{first.verdict} ({signature}...): {body['type']} {body['target_tag']}"
         )
+
+
+def _notify_env(sink: NotifySink) -> dict[str, str]:
+    env = {"NOTIFY_WEBHOOK_URL": sink.url + HOOK, "NOTIFY_WEBHOOK_TOKEN": NOTIFY_KEY.decode()}
+    if importlib.util.find_spec("apprise") is not None:
+        env["NOTIFY_URLS"] = sink.apprise_url(APPRISE)
+    return env
+
+
+async def _print_notifications(sink: NotifySink, tty: bool) -> None:
+    """Each webhook notification as it lands: its type, its line, whether the HMAC checks."""
+    shown = 0
+    while True:
+        posts = sink.posts_to(HOOK)
+        for post in posts[shown:]:
+            body = post.json()
+            signed = "signature ok" if post.signature_ok else "BAD SIGNATURE"
+            line = f"    notification: {body['type']:<13} {body['text']}  ({signed})"
+            print(("\r\033[K" + line) if tty else line, flush=True)
+        shown = len(posts)
+        await trio.sleep(0.1)
+
+
+def _show_notifications(sink: NotifySink) -> None:
+    hooks, apprise = sink.posts_to(HOOK), sink.posts_to(APPRISE)
+    _say(f"notifications received by the sink: {len(hooks)} webhook, {len(apprise)} Apprise")
+    print("    webhook: " + " -> ".join(p.json()["type"] for p in hooks))
+    ok = all(p.signature_ok for p in hooks)
+    print("    every webhook signature verified" if ok else "    a webhook signature FAILED")
+    if apprise:
+        print(f"    Apprise json:// (title {apprise[0].json()['title']!r}): same lines, same order")
 
 
 def main(*, blocks_ahead: int = 6, block_time: float = 1.0) -> int:

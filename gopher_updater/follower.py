@@ -30,6 +30,7 @@ import attrs
 import trio
 
 from gopher_updater import timeline as tl
+from gopher_updater.announce import Announcer
 from gopher_updater.chain import ChainError
 from gopher_updater.flux import Nudger, NudgeRequest
 from gopher_updater.logs import get_logger
@@ -79,6 +80,7 @@ class Follower:
     request_timeout: float
     repository: str
     nudger: Nudger | None = None
+    announce: Announcer = attrs.Factory(Announcer)  # notifications: never blocks
     #: Unix time for the timeline's marks (tests put it on trio's MockClock).
     clock: Callable[[], float] = time.time
     _view: UpgradeView = attrs.field(init=False, factory=UpgradeView)
@@ -101,6 +103,8 @@ class Follower:
         if job.chain_id:
             self._chain_id = job.chain_id
         self._send(_Begin(job.plan.name, job.plan.height, halted_at))
+        if halted_at is not None:
+            self.announce.halted(job, halted_at)
 
     def settled(self, job: RetagJob, promotion: Promotion) -> None:
         """A promotion settled: queue the Flux nudge first (latency), then the timeline."""
@@ -122,6 +126,7 @@ class Follower:
                     at=int(now),
                 )
             )
+        self.announce.promoted(job, promotion, delay)
         observation = tl.Promoted(now, promotion.outcome.value, delay)
         self._send(_Observed(job.plan.name, job.plan.height, observation))
 
@@ -217,6 +222,7 @@ class Follower:
             (log.error if mark.state is tl.Stage.STUCK else log.info)(
                 f"upgrade_{mark.state.value}", **fields
             )
+            self.announce.timeline_mark(new, mark)
         self._view = UpgradeView(new)
         self._publish()
 

@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from gopher_updater import rule
+from gopher_updater.announce import Announcer
 from gopher_updater.chain import ChainError
 from gopher_updater.lcd_pool import ChainReader, LcdPool
 from gopher_updater.logs import get_logger
@@ -51,6 +52,7 @@ class Poller:
     request_timeout: float
     poll_now: Wakeup = attrs.Factory(Wakeup)  # cuts the poller's sleep short
     first_poll: trio.Event = attrs.Factory(trio.Event)  # set once a poll has finished
+    announce: Announcer = attrs.Factory(Announcer)  # notifications: never blocks
     _watch: rule.WatchState = attrs.field(init=False, factory=rule.WatchState)
     _watch_view: rule.WatchView = attrs.field(init=False, factory=rule.WatchView)
     _view: ChainView = attrs.field(init=False)
@@ -195,6 +197,7 @@ class Poller:
                     height=plan.height,
                     reason=decision.reason,
                 )
+                self.announce.invalid_plan(plan, decision.reason)
 
     async def _check_applied(
         self, check: rule.CheckApplied, sightings: Sequence[rule.Sighting]
@@ -248,6 +251,7 @@ class Poller:
         for event in events:
             if isinstance(event, rule.PlanSeen):
                 log.info("plan seen", **_plan(event.plan))
+                self.announce.plan_seen(event.plan)
                 self.preflight.poke()
             elif isinstance(event, rule.PlanRescheduled):
                 log.warning(
@@ -256,6 +260,7 @@ class Poller:
                     old_height=event.old.height,
                     old_name=event.old.name,
                 )
+                self.announce.plan_rescheduled(event.old, event.new)
                 self.preflight.poke()
             elif isinstance(event, rule.PlanGone):
                 log.warning(
@@ -263,6 +268,7 @@ class Poller:
                     **_plan(event.plan),
                     replaced_by=event.replaced_by.name if event.replaced_by else None,
                 )
+                self.announce.plan_gone(event.plan, event.replaced_by)
             elif isinstance(event, rule.HaltDetected):
                 if event.plan not in self._reported_halts:  # once per plan, not per poll
                     self._reported_halts.add(event.plan)
@@ -289,6 +295,7 @@ class Poller:
                 )
             elif isinstance(event, rule.PlanCancelled):
                 log.warning("plan cancelled: nothing to promote", **_plan(event.plan))
+                self.announce.plan_cancelled(event.plan)
                 self._problems = self._problems.clear(event.plan.name[:200])
             elif isinstance(event, rule.PlanAppliedElsewhere):
                 log.info(

@@ -18,6 +18,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from gopher_updater.announce import Announcer
 from gopher_updater.logs import get_logger
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Digest
@@ -67,6 +68,7 @@ class RegistryWatch:
     source_tags: Callable[[], list[str]]
     interval: float
     wakeup: Wakeup = attrs.Factory(Wakeup)
+    announce: Announcer = attrs.Factory(Announcer)  # notifications: never blocks
     _view: RegistryView = attrs.field(init=False, factory=RegistryView)
 
     @property
@@ -117,6 +119,7 @@ class RegistryWatch:
                     source_tag=tag,
                     digest=str(digest) if digest else None,
                 )
+                self.announce.preflight(tag, present, str(digest) if digest else None)
             self._record(
                 Preflight(
                     source_tag=tag,

@@ -29,6 +29,7 @@ import trio
 from gopher_updater.flux_status import NudgeSnapshot
 from gopher_updater.manifest import Outcome
 from gopher_updater.model import Plan, RetagReason, UpgradeProposal
+from gopher_updater.notify_status import NotifierStatus
 from gopher_updater.rule import WatchView
 from gopher_updater.timeline import Timeline
 
@@ -285,6 +286,8 @@ class Snapshot:
     # -- after the retag (issue 11)
     upgrade: UpgradeView = attrs.Factory(UpgradeView)
     flux: NudgeSnapshot | None = None  # None: no Flux receiver configured
+    # -- notifications (issue 12): never part of readiness
+    notifications: NotifierStatus | None = None  # None: no notification channel
 
     @property
     def problem_kinds(self) -> frozenset[str]:
@@ -330,6 +333,7 @@ class Views:
     # -- after the retag (issue 11): the follower, and the Nudger's snapshot when configured
     upgrade: Publishes[UpgradeView] | None = None
     flux: Callable[[], NudgeSnapshot] | None = None
+    notifications: Callable[[], NotifierStatus] | None = None
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
@@ -339,6 +343,7 @@ class Views:
             self.promotions.view,
             upgrade=UpgradeView() if self.upgrade is None else self.upgrade.view,
             flux=None if self.flux is None else self.flux(),
+            notifications=None if self.notifications is None else self.notifications(),
         )
 
 
@@ -402,6 +407,7 @@ def status(snap: Snapshot) -> dict[str, Any]:
         # -- after the retag (issue 11)
         "upgrade": None if snap.upgrade.timeline is None else snap.upgrade.timeline.to_json(),
         "flux": None if snap.flux is None else snap.flux.to_dict(),
+        "notifications": None if snap.notifications is None else snap.notifications.to_json(),
         "problem": snap.problem,
         "problems": [
             {"reported_by": owner, "about": about[:80], "text": text}

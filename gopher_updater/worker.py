@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from gopher_updater.announce import Announcer
 from gopher_updater.logs import get_logger
 from gopher_updater.manifest import Outcome, RetagOutcome
 from gopher_updater.metrics import Metrics
@@ -79,6 +80,7 @@ class RetagWorker:
     metrics: Metrics
     queue: JobQueue
     hooks: RetagHooks | None = None
+    announce: Announcer = attrs.Factory(Announcer)  # notifications: never blocks
     _view: PromotionsView = attrs.field(init=False, factory=PromotionsView)
     _active: dict[RetagJob, trio.CancelScope] = attrs.field(init=False, factory=dict)
 
@@ -145,6 +147,7 @@ class RetagWorker:
                     "promotion_error",
                 )
                 bound.warning("retag failed, will retry", error=str(exc), retry_in=backoff)
+                self.announce.retag_failed(job)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, ERROR_BACKOFF[1])
                 continue
@@ -166,13 +169,15 @@ class RetagWorker:
                     f"conflict: {job.target_tag} holds {outcome.previous_target_digest}, not "
                     f"{digest} ({job.source_tag}); set OVERWRITE_TARGET=true to replace it"
                 )
-                self._view = attrs.evolve(self._view, last=_record(job, outcome))
+                record = _record(job, outcome)
+                self._view = attrs.evolve(self._view, last=record)
                 self._set_problem(job, text, "conflict")
                 bound.error(
                     "conflict: target tag holds another digest, not overwriting",
                     source_digest=digest,
                     target_digest=str(outcome.previous_target_digest),
                 )
+                self.announce.conflict(job, record)
                 return True
             # source_missing: CI may still be pushing; promote the moment it appears. After a
             # quarter of an hour nobody is racing a halted chain any more: check gently.
@@ -183,6 +188,7 @@ class RetagWorker:
             )
             if missing_since is None:
                 bound.error("source image missing at promotion time; waiting for it")
+                self.announce.source_missing_at_halt(job)
                 missing_since = trio.current_time()
             waited = trio.current_time() - missing_since
             await trio.sleep(

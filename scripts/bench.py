@@ -6,6 +6,8 @@ Prints:
   the LCD requests each upgrade spent from the plan first seen to the promotion;
 - halt -> first Flux nudge: block H visible to the first call a Receiver simulator accepted
   (generic-hmac, signed), same runs;
+- the same two figures with a notification sink that hangs 30 s on every post (webhook and
+  Apprise `json://`): notifications must never move them;
 - registry requests per promotion (counted by a forwarding proxy in front of the registry);
 - steady-state LCD requests and bytes per idle poll against a simulator holding the 218 real
   Cosmos Hub proposals;
@@ -34,6 +36,7 @@ import trio
 
 from gopher_updater.testing.chainsim import ChainSim, load_cosmoshub_proposals
 from gopher_updater.testing.fluxsim import FluxSim, ObjectKey, Resource, SimReceiver
+from gopher_updater.testing.notifysink import NotifySink
 from gopher_updater.testing.registry import FaultProxy, RunningRegistry, running_registry
 from gopher_updater.testing.stack import daemon_env, spawn_daemon, wait_http
 
@@ -93,13 +96,30 @@ async def promotion_run(
     resolvable, block H visible -> first nudge a Receiver accepted, and the LCD poll requests
     spent from the plan first seen (the daemon's first poll) to the promotion."""
     with _receiver() as flux:
-        return await _promotion_run(reg, run, block_time, ahead, flux)
+        return await _promotion_run(reg, run, block_time, ahead, flux, {})
+
+
+async def hung_sink_run(reg: RunningRegistry, run: int) -> dict[str, float]:
+    """A promotion run (1 s blocks) with both notification channels pointed at a sink that
+    hangs."""
+    with _receiver() as flux, NotifySink() as sink:
+        sink.hang_all(30.0)
+        notify = {
+            "NOTIFY_WEBHOOK_URL": sink.url + "/hook",
+            "NOTIFY_URLS": sink.apprise_url("/apprise"),
+        }
+        return await _promotion_run(reg, run, 1.0, 8, flux, notify)
 
 
 async def _promotion_run(
-    reg: RunningRegistry, run: int, block_time: float, ahead: int, flux: FluxSim
+    reg: RunningRegistry,
+    run: int,
+    block_time: float,
+    ahead: int,
+    flux: FluxSim,
+    notify: dict[str, str],
 ) -> dict[str, float]:
-    repo = f"bench/latency{int(block_time)}s{run}"
+    repo = f"bench/latency{int(block_time)}s{run}{'-hung' if notify else ''}"
     source = await trio.to_thread.run_sync(reg.push_image, repo, "release-v2", "oci-index")
     async with trio.open_nursery() as nursery:
         sim = ChainSim(height=1000, block_time=block_time, block_jitter=0.1, seed=run)
@@ -115,6 +135,7 @@ async def _promotion_run(
                 LOG_LEVEL="warning",
                 FLUX_RECEIVER_URL=flux.url("gopher-updater"),
                 FLUX_RECEIVER_TOKEN=FLUX_TOKEN.decode(),
+                **notify,
             )
             env["REGISTRY_URL"] = proxy.url
             proc, url = spawn_daemon(env)
@@ -225,21 +246,28 @@ async def idle_run(reg: RunningRegistry, seconds: float) -> dict[str, Any]:
     }
 
 
-async def bench(runs: int, idle_seconds: float) -> int:
+def _report(kind: str, run: int, runs: int, result: dict[str, float]) -> None:
+    print(
+        f"  {kind} {run + 1}/{runs}: latency {result['latency'] * 1000:.0f} ms, "
+        f"first nudge {result['nudge'] * 1000:.0f} ms, "
+        f"{result['lcd_requests']:.0f} LCD requests, "
+        f"{result['registry_requests']} registry requests, ready {result['ready']:.2f}s",
+        flush=True,
+    )
+
+
+async def bench(runs: int, hung_runs: int, idle_seconds: float) -> int:
     with running_registry("token") as reg:
         results: dict[float, list[dict[str, float]]] = {}
         for block_time, ahead in ((1.0, 8), (6.0, 6)):
             for run in range(runs):
                 result = await promotion_run(reg, run, block_time, ahead)
-                print(
-                    f"  {block_time:g} s blocks, run {run + 1}/{runs}: latency "
-                    f"{result['latency'] * 1000:.0f} ms, first nudge "
-                    f"{result['nudge'] * 1000:.0f} ms, {result['lcd_requests']:.0f} LCD "
-                    f"requests, {result['registry_requests']} registry requests, "
-                    f"ready {result['ready']:.2f}s",
-                    flush=True,
-                )
+                _report(f"{block_time:g} s blocks, run", run, runs, result)
                 results.setdefault(block_time, []).append(result)
+        hung = []
+        for run in range(hung_runs):
+            hung.append(await hung_sink_run(reg, run))
+            _report("hung-sink run", run, hung_runs, hung[-1])
         print(f"  idle run ({idle_seconds:.0f}s, 218 proposals on chain)...", flush=True)
         idle = await idle_run(reg, idle_seconds)
     everything = [r for rs in results.values() for r in rs]
@@ -274,6 +302,19 @@ async def bench(runs: int, idle_seconds: float) -> int:
             f"{min(nudges):.3f} / {statistics.median(nudges):.3f} / {max(nudges):.3f}",
             f"median <= {TARGETS['nudge_median_s']}",
             statistics.median(nudges) <= TARGETS["nudge_median_s"],
+        ),
+        *(
+            [
+                (
+                    "sink hung 30 s: latency / nudge median (s)",
+                    f"{statistics.median(r['latency'] for r in hung):.3f} / "
+                    f"{statistics.median(r['nudge'] for r in hung):.3f}",
+                    f"median <= {TARGETS['latency_median_s']}",
+                    statistics.median(r["latency"] for r in hung) <= TARGETS["latency_median_s"],
+                )
+            ]
+            if hung
+            else []
         ),
         (
             "registry requests per promotion (max)",
@@ -334,12 +375,15 @@ async def bench(runs: int, idle_seconds: float) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="latency runs per block time")
+    parser.add_argument(
+        "--hung-sink-runs", type=int, default=3, help="promotion runs with a hanging sink"
+    )
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle run length")
     args = parser.parse_args()
     print(
         f"gopher-updater benchmark ({time.strftime('%Y-%m-%d')}, python {sys.version.split()[0]})"
     )
-    return trio.run(bench, args.runs, args.idle_seconds)
+    return trio.run(bench, args.runs, args.hung_sink_runs, args.idle_seconds)
 
 
 if __name__ == "__main__":

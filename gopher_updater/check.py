@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import trio
 
-from gopher_updater import rule
+from gopher_updater import cadence, rule
 from gopher_updater.chain import ChainClient, ChainError
 from gopher_updater.config import Config
 from gopher_updater.daemon import registry_client
@@ -88,7 +88,7 @@ async def run_check(cfg: Config, out: list[str]) -> bool:
             if plan is None:
                 say(INFO, "no upgrade plan is scheduled")
             else:
-                per_block = rule.block_time(samples)
+                per_block = cadence.block_time(samples)
                 left = plan.height - first.block
                 eta = f", ETA ~{format_seconds(left * per_block)}" if per_block and left > 0 else ""
                 say(OK, f"current plan {plan.name!r} at height {plan.height} ({left} blocks{eta})")

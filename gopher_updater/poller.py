@@ -9,7 +9,7 @@ Each poll asks every LCD endpoint at once through the pool (`lcd_pool.py`), whic
 each what the rule wants (current_plan; blocks/latest near H; current_plan again, at once,
 when that endpoint's reads show the halt) and returns one `Sighting` per endpoint;
 `rule.step_pool` decides (the view from the most advanced endpoint, the halt from a quorum
-of endpoints each confirming it). Near H the polls follow `rule.suggested_delay`'s halt
+of endpoints each confirming it). Near H the polls follow `cadence.suggested_delay`'s halt
 window at the fixed `HALT_CADENCE`. Governance proposals come from the governance reader's
 published view (its own task, `governance.py`), for the start-up catch-up only, never the
 trigger.
@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import trio
 
-from gopher_updater import rule
+from gopher_updater import cadence, rule
 from gopher_updater.announce import Announcer
 from gopher_updater.chain import ChainError
 from gopher_updater.lcd_pool import ChainReader, LcdPool
@@ -37,7 +37,7 @@ from gopher_updater.worker import JobQueue
 log = get_logger("gopher_updater.poller")
 
 MIN_FAST_POLL = 0.25  # seconds: the floor of adaptive polling near H
-HALT_CADENCE = 0.15  # seconds: the fixed cadence of the halt window (`rule.halt_window`)
+HALT_CADENCE = 0.15  # seconds: the fixed cadence of the halt window (`cadence.halt_window`)
 
 
 @attrs.define
@@ -96,7 +96,7 @@ class Poller:
             started = trio.current_time()
             await self.poll_once()
             now = trio.current_time()
-            delay = rule.suggested_delay(
+            delay = cadence.suggested_delay(
                 self._watch,
                 now,
                 idle=self.poll_interval,
@@ -120,7 +120,7 @@ class Poller:
         started = trio.current_time()
         watch, pool = self._watch, self.pool
         sightings = await pool.sight(
-            needs_block=lambda answer: rule.needs_latest_block(watch, answer),
+            needs_block=lambda answer: cadence.needs_latest_block(watch, answer),
             wants_reread=lambda answer, height: (
                 rule.shows_halt(watch.promoted, answer, height) is not None
             ),

@@ -1,5 +1,10 @@
 """The promotion rule, as pure functions over frozen values (no I/O, no clock, no logging).
 
+This module decides whether and when a plan is promoted (the halt protocol below, the pool
+quorum, the applied_plan settlement, catch-up) and holds the records it works on. How soon
+and how much to read (block time, ETA, halt window, poll delay, whether to ask
+blocks/latest) lives in `cadence.py`: it costs latency, never safety.
+
 The rule (cosmos-lcd reference §4): promote plan P at height H only when `current_plan` holds
 P, then `blocks/latest` shows a block height >= H, and then `current_plan` STILL holds P. At
 the halt the block store holds H while the app (and the height header) stays at H-1, so the
@@ -11,7 +16,7 @@ only a halt explains (a plan cancelled between the first read and the height rea
 The whole protocol, as the poller drives it once per poll:
 
     answer = await chain.current_plan()              # (ChainError -> Observation(None, ...))
-    height = await chain.latest_height() if needs_latest_block(state, answer) else None
+    height = await chain.latest_height() if cadence.needs_latest_block(state, answer) else None
     result = step(state, Observation(answer, height, trio.current_time()), tags=scheme)
     state = result.state; log result.events; publish result.view; act on result.decision:
       ConfirmHalt(job)  -> again = await chain.current_plan()   (None if that fails)
@@ -21,7 +26,7 @@ The whole protocol, as the poller drives it once per poll:
                            result = on_applied(state, decision, h, tags=scheme) -> Promote,
                            Cancelled, InvalidPlanName or Wait
       InvalidPlanName   -> report (status, metric); never retag
-      Wait / Cancelled  -> nothing; `suggested_delay` picks the next poll
+      Wait / Cancelled  -> nothing; `cadence.suggested_delay` picks the next poll
 
 The confirmation comes right after the halt observation, in the same poll: it costs one small
 request once per upgrade and no latency. A failed or different re-read is a `Wait`: nothing
@@ -32,7 +37,7 @@ Several LCD endpoints (`RPC_URL` lists them): the daemon always drives `step_poo
 with one endpoint promotes exactly when `step` + `on_confirmed` above does (those two stay the
 single-LCD statement of the rule; the model-based property test holds the two equal). Each
 poll asks every endpoint at once, each endpoint doing the reads above on its own
-(`needs_latest_block`, and the re-read when `shows_halt` holds for ITS reads), giving one
+(`cadence.needs_latest_block`, and the re-read when `shows_halt` holds for ITS reads), giving one
 `Sighting` per endpoint. Then `step_pool(state, sightings, at, tags=, quorum=)` decides: the view
 follows the most advanced endpoint (`lead`), and plan P promotes once `quorum` distinct
 endpoints each showed its halt confirmed by their own re-read (`halt_witnesses`). A
@@ -53,14 +58,12 @@ a tag is reported, never sanitised.
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Iterable, Sequence
-from itertools import pairwise
 from typing import Literal
 
 import attrs
 
+from gopher_updater.cadence import MAX_SAMPLES, block_time, eta
 from gopher_updater.model import (
     Height,
     Plan,
@@ -72,20 +75,6 @@ from gopher_updater.model import (
     is_valid_tag,
     scheduled,
 )
-
-#: Height change points kept for the block-time estimate.
-MAX_SAMPLES = 32
-#: Fetch blocks/latest once the header says the chain is this close to H.
-NEAR_BLOCKS = 3
-#: The halt window (`halt_window`): it opens this fraction of a block early (block times
-#: vary), closes this many block times after H was due (a stalled chain), and needs this
-#: many height change points (the first observation is no block boundary) first.
-WINDOW_EARLY = 0.2
-STALL_BLOCKS = 3
-LEARN_CHANGES = 4
-#: Seconds between polls while the block time is learned, far from H.
-LEARN_CADENCE = 1.0
-
 
 # --- inputs and state ---------------------------------------------------------------------
 
@@ -602,20 +591,6 @@ def view(state: WatchState) -> WatchView:
     )
 
 
-def needs_latest_block(
-    state: WatchState, answer: PlanAnswer, *, near_blocks: int = NEAR_BLOCKS
-) -> bool:
-    """Whether this poll must also ask blocks/latest (~4 KB) after current_plan.
-
-    Only while an unpromoted plan is current and the header height is within `near_blocks`
-    of H (at the halt the header says H-1), or the node sends no height header at all.
-    """
-    plan = answer.plan
-    if plan is None or plan.name in state.promoted:
-        return False
-    return answer.app_height is None or answer.app_height >= plan.height - near_blocks
-
-
 def upcoming(proposals: Iterable[UpgradeProposal], height: int) -> list[UpgradeProposal]:
     """Early warning: upgrades in voting or passed whose height is still ahead, soonest first."""
     ahead = [
@@ -625,110 +600,6 @@ def upcoming(proposals: Iterable[UpgradeProposal], height: int) -> list[UpgradeP
         and p.plan.height > height
     ]
     return sorted(ahead, key=lambda p: (p.plan.height, p.id))
-
-
-# --- block time and ETA -------------------------------------------------------------------
-
-
-def block_time(changes: Sequence[tuple[float, int]], *, window: int = 20) -> float | None:
-    """Seconds per block: the median over the last `window` pairs of height change points.
-
-    Each pair (t1, h1) -> (t2, h2) gives (t2 - t1) / (h2 - h1). Using change points rather
-    than every poll keeps fast polling from reading "1 block per poll interval"; the median
-    shrugs off an outage or a stalled chain spanning one pair.
-    """
-    recent = list(changes)[-(window + 1) :]
-    rates = [
-        (t2 - t1) / (h2 - h1) for (t1, h1), (t2, h2) in pairwise(recent) if h2 > h1 and t2 > t1
-    ]
-    return statistics.median(rates) if rates else None
-
-
-def eta(state: WatchState, height: int, now: float) -> float | None:
-    """Seconds until block `height` is expected; 0 once it was seen; None without estimate.
-
-    Time spent since the last height change only shortens the block in progress, so a
-    stalled chain far from H does not count down to zero.
-    """
-    if not state.changes:
-        return None
-    seen_at, seen = state.changes[-1]
-    if seen >= height:
-        return 0.0
-    per_block = block_time(state.changes)
-    if per_block is None:
-        return None
-    left = height - seen
-    return max((left - 1) * per_block, left * per_block - (now - seen_at))
-
-
-def halt_window(state: WatchState, height: int) -> tuple[float, float] | None:
-    """(opens, closes): when to poll at the fixed halt cadence for block `height`.
-
-    Block `height` cannot come before `rose_after` (the read before the current height was
-    first seen) plus the blocks left, each at least `1 - WINDOW_EARLY` block times (jitter).
-    Once seen, the window stays open while the halt waits for its confirmation. It closes
-    `STALL_BLOCKS` block times after the latest expected arrival: the chain stalled and
-    polling falls back to the slower cadence. None until the block time is learned
-    (`LEARN_CHANGES` height change points).
-    """
-    per_block = block_time(state.changes)
-    if len(state.changes) < LEARN_CHANGES or per_block is None:
-        return None
-    seen_at, seen = state.changes[-1]
-    left = height - seen
-    if left <= 0:
-        return -math.inf, seen_at + STALL_BLOCKS * per_block
-    after = seen_at - per_block
-    if state.rose_after is not None:
-        after = max(after, state.rose_after)
-    opens = after + left * per_block * (1 - WINDOW_EARLY)
-    return opens, seen_at + (left + STALL_BLOCKS) * per_block
-
-
-def suggested_delay(
-    state: WatchState,
-    now: float,
-    *,
-    idle: float,
-    fast: float,
-    near_blocks: int = NEAR_BLOCKS,
-    window: float | None = None,
-) -> float:
-    """Next poll delay: `fast` near H or with an applied_plan question open, `idle` with no
-    plan, half the ETA in between. (The daemon backs off if applied_plan keeps failing.)
-
-    With `window` (a fixed cadence, e.g. 0.15 s): exactly that inside `halt_window`, so the
-    halt is seen within `window` whatever the block time; up to the window's opening, polls
-    are spaced to land on it; and while the block time is still being learned, far from H,
-    at most one poll a second (`LEARN_CADENCE`) rather than `fast`.
-    """
-    plan = state.plan
-    if state.pending:
-        # A vanished plan may have been applied elsewhere: then nodes wait on the retag.
-        return fast
-    if plan is None or plan.name in state.promoted:
-        return idle
-    seen = state.height
-    if window is not None:
-        near = seen is not None and seen >= plan.height - near_blocks
-        span = halt_window(state, plan.height)
-        if span is None and not near:
-            return min(idle, max(fast, LEARN_CADENCE))
-        if span is not None and now <= span[1]:
-            opens = span[0]
-            if now >= opens:
-                return min(window, idle)
-            if near:
-                return min(idle, max(min(window, fast), min(opens - now, fast)))
-            half = (eta(state, plan.height, now) or 0.0) / 2
-            return min(idle, max(min(window, fast), min(opens - now, half)))
-    if seen is not None and seen >= plan.height - near_blocks:
-        return fast
-    remaining = eta(state, plan.height, now)
-    if remaining is None:
-        return fast
-    return min(idle, max(fast, remaining / 2))
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gopher_updater import chain, chain_gov, chain_json, rule
+from gopher_updater import cadence, chain, chain_gov, chain_json, rule
 from gopher_updater.chain import (
     ChainClient,
     ChainError,
@@ -297,15 +297,15 @@ async def test_idle_poll_costs_one_small_request(chain: ChainSim) -> None:
                 chain.schedule_plan(plan.name, plan.height)
             chain.reset_stats()
             answer = await client.current_plan()
-            if rule.needs_latest_block(state, answer):
+            if cadence.needs_latest_block(state, answer):
                 await client.latest_height()
             total = chain.stats_total()
             assert (total.requests, total.bytes_out < 1024) == (1, True), total
         # Near H the poll adds blocks/latest, as the rule asks.
-        chain.advance(1000 - rule.NEAR_BLOCKS)
+        chain.advance(1000 - cadence.NEAR_BLOCKS)
         chain.reset_stats()
         answer = await client.current_plan()
-        assert rule.needs_latest_block(state, answer)
+        assert cadence.needs_latest_block(state, answer)
         await client.latest_height()
         assert chain.stats_total().requests == 2
 

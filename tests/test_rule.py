@@ -9,13 +9,14 @@ import ast
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import attrs
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from gopher_updater import rule
+from gopher_updater import cadence, rule
 from gopher_updater.model import (
     Height,
     Plan,
@@ -283,15 +284,15 @@ def test_catch_up_asks_about_newest_passed_upgrade_only() -> None:
 
 def test_needs_latest_block_keeps_idle_polls_to_one_request() -> None:
     plan = Plan("v2", 100)
-    near = rule.NEAR_BLOCKS
+    near = cadence.NEAR_BLOCKS
     state = WatchState()
-    assert not rule.needs_latest_block(state, PlanAnswer(None, 50))
-    assert not rule.needs_latest_block(state, PlanAnswer(plan, plan.height - near - 1))
-    assert rule.needs_latest_block(state, PlanAnswer(plan, plan.height - near))
-    assert rule.needs_latest_block(state, PlanAnswer(plan, plan.height - 1))  # the halt
-    assert rule.needs_latest_block(state, PlanAnswer(plan, None))  # no header: must ask
+    assert not cadence.needs_latest_block(state, PlanAnswer(None, 50))
+    assert not cadence.needs_latest_block(state, PlanAnswer(plan, plan.height - near - 1))
+    assert cadence.needs_latest_block(state, PlanAnswer(plan, plan.height - near))
+    assert cadence.needs_latest_block(state, PlanAnswer(plan, plan.height - 1))  # the halt
+    assert cadence.needs_latest_block(state, PlanAnswer(plan, None))  # no header: must ask
     done = attrs.evolve(state, promoted=frozenset({plan.name}))
-    assert not rule.needs_latest_block(done, PlanAnswer(plan, plan.height - 1))
+    assert not cadence.needs_latest_block(done, PlanAnswer(plan, plan.height - 1))
 
 
 def test_upcoming_lists_voting_and_passed_upgrades_ahead() -> None:
@@ -347,7 +348,7 @@ def test_block_time_exact_when_every_change_is_seen(
     per_block: float, blocks: int, start: int, t0: float
 ) -> None:
     changes = [(t0 + i * per_block, start + i) for i in range(blocks)]
-    estimate = rule.block_time(changes)
+    estimate = cadence.block_time(changes)
     assert estimate == pytest.approx(per_block, rel=1e-6)
 
 
@@ -368,7 +369,7 @@ def test_block_time_within_one_poll_period_when_polled(
         now = (k + phase) * period
         height = 1000 + math.floor(now / per_block)
         state = run(state, seen(None, height, at=now)).state
-    estimate = rule.block_time(state.changes)
+    estimate = cadence.block_time(state.changes)
     if len(state.changes) < 2:
         assert estimate is None
     else:
@@ -392,7 +393,7 @@ def test_block_time_ignores_a_minority_of_outliers(
     changes = [(0.0, 1)]
     for gap in gaps:
         changes.append((changes[-1][0] + gap, changes[-1][1] + 1))
-    assert rule.block_time(changes, window=len(gaps)) == pytest.approx(per_block)
+    assert cadence.block_time(changes, window=len(gaps)) == pytest.approx(per_block)
 
 
 @settings(max_examples=500)
@@ -409,7 +410,7 @@ def test_eta_counts_down_and_never_below_whole_blocks(
     state = WatchState(changes=changes)
     seen_at, last = changes[-1]
     target = last + ahead
-    at_seen = rule.eta(state, target, seen_at)
+    at_seen = cadence.eta(state, target, seen_at)
     assert at_seen is not None
     if ahead <= 0:
         assert at_seen == 0.0
@@ -417,7 +418,7 @@ def test_eta_counts_down_and_never_below_whole_blocks(
     assert at_seen == pytest.approx(ahead * per_block)
     previous = at_seen
     for now in sorted(seen_at + w for w in waits):
-        current = rule.eta(state, target, now)
+        current = cadence.eta(state, target, now)
         assert current is not None
         assert current <= previous + 1e-9
         assert current >= (ahead - 1) * per_block - 1e-9
@@ -439,10 +440,10 @@ def test_suggested_delay_stays_between_fast_and_idle(
     state = WatchState()
     for i, h in enumerate(sorted(heights)):
         state = run(state, seen(plan, h, at=float(i))).state
-    delay = rule.suggested_delay(state, now, idle=idle, fast=fast)
+    delay = cadence.suggested_delay(state, now, idle=idle, fast=fast)
     assert fast <= delay <= idle
     no_plan = attrs.evolve(state, plan=None)
-    assert rule.suggested_delay(no_plan, now, idle=idle, fast=fast) == idle
+    assert cadence.suggested_delay(no_plan, now, idle=idle, fast=fast) == idle
 
 
 # --- the rule against random chain histories ----------------------------------------------
@@ -654,7 +655,7 @@ def test_rule_is_safe_on_random_histories(
         else:
             plan_answer = PlanAnswer(chain.plan, chain.app)
             wants_block = mode == "full" or (
-                mode == "auto" and rule.needs_latest_block(state, plan_answer)
+                mode == "auto" and cadence.needs_latest_block(state, plan_answer)
             )
             for chain_op, chain_arg in before_height:  # the chain moves on meanwhile
                 apply(chain, chain_op, chain_arg)
@@ -693,9 +694,11 @@ def test_rule_is_safe_on_random_histories(
     assert {j.plan.name for j in promoted} == expected
 
 
-def test_rule_module_does_no_io() -> None:
-    """The rule stays pure: nothing in it can touch the network, the clock or the disk."""
-    tree = ast.parse(Path(rule.__file__).read_text())
+@pytest.mark.parametrize("module", [rule, cadence], ids=lambda m: m.__name__)
+def test_rule_module_does_no_io(module: ModuleType) -> None:
+    """The rule and its cadence stay pure: nothing in them can touch the network, the clock
+    or the disk."""
+    tree = ast.parse(Path(module.__file__ or "").read_text())
     imported = {
         name.split(".")[0]
         for node in ast.walk(tree)
@@ -817,14 +820,14 @@ def test_halt_window_opens_before_h_is_due_and_closes_when_the_chain_stalls() ->
         state = run(state, seen(plan, 100 + math.floor(at / per_block), at=at)).state
         at += 1.5
     assert state.height == 109
-    span = rule.halt_window(state, plan.height)
+    span = cadence.halt_window(state, plan.height)
     assert span is not None
     opens, closes = span
     due = 10 * per_block  # block 110 is produced at t = 60
-    assert due - per_block * rule.WINDOW_EARLY - 1.5 <= opens <= due - per_block * 0.1
-    assert closes == pytest.approx(9 * per_block + (1 + rule.STALL_BLOCKS) * per_block, abs=1.5)
+    assert due - per_block * cadence.WINDOW_EARLY - 1.5 <= opens <= due - per_block * 0.1
+    assert closes == pytest.approx(9 * per_block + (1 + cadence.STALL_BLOCKS) * per_block, abs=1.5)
     fast, window = 1.5, 0.15
-    delay = rule.suggested_delay
+    delay = cadence.suggested_delay
     before = delay(state, opens - 3.0, idle=60, fast=fast, window=window)
     assert window <= before <= fast
     assert delay(state, opens + 0.01, idle=60, fast=fast, window=window) == window
@@ -833,7 +836,7 @@ def test_halt_window_opens_before_h_is_due_and_closes_when_the_chain_stalls() ->
     assert delay(state, opens, idle=60, fast=fast) == fast  # without a window: as before
     # Learning the block time, far from H: one poll a second, not `fast`.
     young = run(WatchState(), seen(Plan("v9", 10_000), 100, at=0.0)).state
-    assert delay(young, 0.5, idle=60, fast=0.25, window=window) == rule.LEARN_CADENCE
+    assert delay(young, 0.5, idle=60, fast=0.25, window=window) == cadence.LEARN_CADENCE
 
 
 @settings(max_examples=300, deadline=None)
@@ -852,7 +855,7 @@ def test_suggested_delay_with_a_window_stays_within_bounds(
     state = WatchState()
     for i, h in enumerate(sorted(heights)):
         state = run(state, seen(plan, h, at=float(i) * 3)).state
-    delay = rule.suggested_delay(state, now, idle=idle, fast=fast, window=window)
+    delay = cadence.suggested_delay(state, now, idle=idle, fast=fast, window=window)
     assert min(window, fast) <= delay <= idle
 
 
@@ -913,7 +916,7 @@ def test_pool_rule_is_safe_with_lagging_and_lying_endpoints(
         index = max(0, len(history) - 1 - lag)
         then = history[index]
         answer = PlanAnswer(then.plan, then.app)
-        height = Height(then.block, then.app) if rule.needs_latest_block(state, answer) else None
+        height = Height(then.block, then.app) if cadence.needs_latest_block(state, answer) else None
         reread = None
         if rule.shows_halt(state.promoted, answer, height) is not None:
             later = history[min(len(history) - 1, index + 1)]  # the chain may move on

@@ -45,7 +45,7 @@ from gopher_updater.manifest import Outcome
 from gopher_updater.model import Plan, RetagJob
 from gopher_updater.notify import EventType, NotifyEvent
 from gopher_updater.rule import Tags, TagScheme
-from gopher_updater.state import ChainView, Promotion, Publishes, Wakeup
+from gopher_updater.views import ChainView, Promotion, Publishes, Wakeup
 
 __all__ = ["SCHEDULED_WAIT", "TICK", "Announcer"]
 

@@ -28,7 +28,7 @@ from gopher_updater import timeline as tl
 from gopher_updater.model import Height, Plan
 from gopher_updater.notify import EventType, NotifyEvent
 from gopher_updater.rule import Tags
-from gopher_updater.state import ChainView
+from gopher_updater.views import ChainView
 
 TICK = 30.0  # seconds between reminder checks
 SETTLE = 0.5  # while a `scheduled` waits for its ETA, preflight answer and chain id

@@ -54,8 +54,9 @@ from gopher_updater.notifier import Notifier, NotifyMetrics, RetryPolicy
 from gopher_updater.poller import Poller
 from gopher_updater.preflight import RegistryWatch, wanted_tags
 from gopher_updater.registry import RegistryClient
-from gopher_updater.state import Snapshot, Views, Wakeup, readiness
+from gopher_updater.state import Snapshot, Views, readiness
 from gopher_updater.urls import redact_url
+from gopher_updater.views import Wakeup
 from gopher_updater.worker import JobQueue, RetagWorker
 
 log = get_logger("gopher_updater.daemon")

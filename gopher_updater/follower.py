@@ -37,7 +37,7 @@ from gopher_updater.logs import get_logger
 from gopher_updater.manifest import Outcome
 from gopher_updater.metrics import UpgradeMetrics
 from gopher_updater.model import Height, RetagJob
-from gopher_updater.state import Promotion, UpgradeView
+from gopher_updater.views import Promotion, UpgradeView
 
 log = get_logger("gopher_updater.follower")
 

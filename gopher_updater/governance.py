@@ -24,7 +24,7 @@ from gopher_updater import rule
 from gopher_updater.chain import ChainError, UpgradeListing
 from gopher_updater.logs import get_logger
 from gopher_updater.model import ProposalStatus, UpgradeProposal
-from gopher_updater.state import ChainView, GovernanceView, Publishes, Wakeup
+from gopher_updater.views import ChainView, GovernanceView, Publishes, Wakeup
 
 log = get_logger("gopher_updater.governance")
 

@@ -36,7 +36,7 @@ from gopher_updater import rule
 from gopher_updater.chain import ChainClient, ChainError, ChainTimeout, UpgradeListing
 from gopher_updater.logs import get_logger
 from gopher_updater.model import Height, PlanAnswer, ProposalStatus, UpgradeProposal
-from gopher_updater.state import LcdEndpointView, LcdView
+from gopher_updater.views import LcdEndpointView, LcdView
 
 log = get_logger("gopher_updater.lcd_pool")
 

@@ -31,7 +31,7 @@ from gopher_updater.lcd_pool import ChainReader, LcdPool
 from gopher_updater.logs import get_logger
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Plan, PlanAnswer
-from gopher_updater.state import ChainView, GovernanceView, Problems, Publishes, Wakeup
+from gopher_updater.views import ChainView, GovernanceView, Problems, Publishes, Wakeup
 from gopher_updater.worker import JobQueue
 
 log = get_logger("gopher_updater.poller")

@@ -24,7 +24,7 @@ from gopher_updater.metrics import Metrics
 from gopher_updater.model import Digest
 from gopher_updater.registry_errors import RegistryError
 from gopher_updater.rule import Tags, TagScheme
-from gopher_updater.state import ChainView, GovernanceView, Preflight, RegistryView, Wakeup
+from gopher_updater.views import ChainView, GovernanceView, Preflight, RegistryView, Wakeup
 
 log = get_logger("gopher_updater.preflight")
 

@@ -25,7 +25,7 @@ from gopher_updater.manifest import Outcome, RetagOutcome
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import RetagJob
 from gopher_updater.registry_errors import RegistryError
-from gopher_updater.state import Promotion, PromotionsView
+from gopher_updater.views import Promotion, PromotionsView
 
 log = get_logger("gopher_updater.worker")
 

@@ -17,7 +17,7 @@ from gopher_updater.lcd_pool import BACKOFF_MAX, GRACE, LcdPool
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Plan, RetagJob
 from gopher_updater.poller import HALT_CADENCE, Poller
-from gopher_updater.state import Wakeup
+from gopher_updater.views import Wakeup
 from gopher_updater.worker import JobQueue
 from tests.test_poller import FakeChain
 

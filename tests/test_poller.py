@@ -21,7 +21,7 @@ from gopher_updater.metrics import Metrics
 from gopher_updater.model import Height, Plan, PlanAnswer, ProposalStatus, RetagJob, UpgradeProposal
 from gopher_updater.poller import Poller
 from gopher_updater.preflight import wanted_tags
-from gopher_updater.state import GovernanceView, Problems, PromotionsView, Wakeup
+from gopher_updater.views import GovernanceView, Problems, PromotionsView, RegistryView, Wakeup
 from gopher_updater.worker import JobQueue
 
 TAGS = rule.TagScheme("release-", "mainnet-")
@@ -329,7 +329,7 @@ async def test_ops_assembly_reads_every_owners_problems(autojump_clock: Any) -> 
     views = state.Views(
         chain=r.poller,
         governance=r.governance,
-        registry=_Fixed(state.RegistryView(ok=True)),
+        registry=_Fixed(RegistryView(ok=True)),
         promotions=_Fixed(promotions),
     )
     ready, body = state.readiness(views.snapshot(), trio.current_time())

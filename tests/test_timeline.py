@@ -14,15 +14,9 @@ from gopher_updater.follower import Follower
 from gopher_updater.manifest import Outcome
 from gopher_updater.metrics import Metrics, UpgradeMetrics
 from gopher_updater.model import Height, Plan, RetagJob, RetagReason
-from gopher_updater.state import (
-    ChainView,
-    Problems,
-    Promotion,
-    PromotionsView,
-    Snapshot,
-    status,
-)
+from gopher_updater.state import Snapshot, status
 from gopher_updater.timeline import ChainRead, Halted, Nudged, Promoted, Stage, Tick
+from gopher_updater.views import ChainView, Problems, Promotion, PromotionsView
 from gopher_updater.worker import JobQueue, RetagWorker
 from tests.test_worker import ScriptedRegistry
 

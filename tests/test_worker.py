@@ -19,7 +19,7 @@ from gopher_updater.metrics import Metrics
 from gopher_updater.model import Digest, Plan, RetagJob
 from gopher_updater.preflight import CREDENTIALS_RETRY, RegistryWatch
 from gopher_updater.registry_errors import RegistryUnavailable
-from gopher_updater.state import PromotionsView, Wakeup
+from gopher_updater.views import PromotionsView, Wakeup
 from gopher_updater.worker import (
     ERROR_BACKOFF,
     SOURCE_MISSING_PATIENCE,

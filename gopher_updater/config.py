@@ -17,9 +17,10 @@ a Deployment wants *every* problem in one message and the same answer for the sa
 The raw strings are read through environ-config (`_RawEnvironment`, a class generated from
 `VARS`); every rule and every check is ours (`envparse` and below), because environ-config
 stops at the first problem and the operator wants all of them. The generic parts (`Var`, the
-parsers, those rules) live in `envparse`; this module is the table, the checks that span
-several variables (RPC_QUORUM against RPC_URL, the Flux receivers, the notification
-settings, which `flux_receiver` and `notify_config` validate) and `Config`.
+parsers, those rules) live in `envparse`; this module is the table (with the parsers only
+its variables use), `Config`, `load` and `--help`'s table. The checks that span several
+variables (TARGET_PREFIX against SOURCE_PREFIX, RPC_QUORUM against RPC_URL, the Flux
+receivers, the notification settings) live in `config_checks`, which `load` runs last.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 import attrs
 import environ
 
+from gopher_updater.config_checks import check_across
 from gopher_updater.envparse import (
     Var,
     boolean,
@@ -46,20 +48,10 @@ from gopher_updater.envparse import (
     url,
     url_list,
 )
-from gopher_updater.flux_receiver import (
-    Receiver,
-    ReceiverConfigError,
-    parse_receivers,
-    token_warning,
-)
+from gopher_updater.flux_receiver import Receiver
 from gopher_updater.model import REPOSITORY_RE
-from gopher_updater.notify import ALL_EVENT_TYPES, EventType
-from gopher_updater.notify_config import (
-    NotifyConfigProblems,
-    NotifySettings,
-    notify_settings,
-    parse_events,
-)
+from gopher_updater.notify import EventType
+from gopher_updater.notify_config import NotifySettings, parse_events
 from gopher_updater.secret import Secret
 from gopher_updater.urls import CheckedUrl, LcdEndpoint, check_url
 
@@ -315,72 +307,6 @@ def _read_raw(env: Mapping[str, str]) -> dict[str, str | None]:
     return {name: getattr(raw, name.lower()) for name in ENV_VARS}
 
 
-def _named(problems: list[str], *names: str) -> bool:
-    return any(
-        p.startswith(f"{name}:") or p.startswith(f"{name}_FILE:")
-        for p in problems
-        for name in names
-    )
-
-
-def _token_bytes(name: str, token: Secret | None, problems: list[str]) -> bytes | None:
-    """A token as the bytes it was given: an env value's undecodable bytes come back as they
-    were (surrogateescape), a file is UTF-8 (read_secret_file)."""
-    if token is None:
-        return None
-    try:
-        return token.reveal().encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        problems.append(f"{name}: not text the process can encode (a lone surrogate)")
-        return None
-
-
-def _reveal(secret: Secret | None) -> str | None:
-    return None if secret is None else secret.reveal()
-
-
-def _flux(values: dict[str, Any], problems: list[str]) -> None:
-    """FLUX_RECEIVER_URL and FLUX_RECEIVER_TOKEN -> the receivers, checked by flux_receiver."""
-    urls: Secret | None = values.pop("flux_receiver_url")
-    token = _token_bytes("FLUX_RECEIVER_TOKEN", values.pop("flux_receiver_token"), problems)
-    values.pop("flux_receiver_url_file")
-    values.pop("flux_receiver_token_file")
-    values["flux_token_warning"] = token_warning(token)
-    if urls is None:
-        if token is not None and not _named(problems, "FLUX_RECEIVER_URL"):
-            problems.append("FLUX_RECEIVER_TOKEN: set without FLUX_RECEIVER_URL")
-        values["flux_receivers"] = ()
-        return
-    try:
-        values["flux_receivers"] = parse_receivers(urls.reveal(), token)
-    except ReceiverConfigError as exc:
-        name = "FLUX_RECEIVER_TOKEN" if exc.item == "receiver token" else "FLUX_RECEIVER_URL"
-        problems.append(f"{name}: {exc}")
-    except UnicodeError:  # a lone surrogate from the environment
-        problems.append("FLUX_RECEIVER_URL: holds characters that are not text")
-
-
-def _notify(values: dict[str, Any], problems: list[str]) -> None:
-    """The NOTIFY_* values -> NotifySettings, checked by notify_config."""
-    url: Secret | None = values.pop("notify_webhook_url")
-    token = _token_bytes("NOTIFY_WEBHOOK_TOKEN", values.pop("notify_webhook_token"), problems)
-    urls: Secret | None = values.pop("notify_urls")
-    events = values.pop("notify_events")
-    for name in ("notify_webhook_url_file", "notify_webhook_token_file", "notify_urls_file"):
-        values.pop(name)
-    if url is None and _named(problems, "NOTIFY_WEBHOOK_URL"):
-        token = None  # its pairing with the URL cannot be judged
-    try:
-        values["notify"] = notify_settings(
-            webhook_url=_reveal(url),
-            webhook_token=token,
-            urls=_reveal(urls),
-            events=ALL_EVENT_TYPES if events is None else events,
-        )
-    except NotifyConfigProblems as exc:
-        problems.extend(exc.lines)
-
-
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Read, convert and validate every variable; raise ConfigError listing all problems."""
     raw = _read_raw(os.environ if env is None else env)
@@ -411,16 +337,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
                 values[var.auth_attr] = value.auth
             value = value.url
         values[var.attr] = value
-    src, dst = values.get("source_prefix"), values.get("target_prefix")
-    if dst is not None and src == dst:
-        problems.append(f"TARGET_PREFIX: must differ from SOURCE_PREFIX ({src!r})")
-    endpoints, quorum = values.get("lcd_endpoints"), values.get("rpc_quorum")
-    if endpoints and quorum and quorum > len(endpoints):
-        problems.append(
-            f"RPC_QUORUM: {quorum} is more than the {len(endpoints)} endpoint(s) in RPC_URL"
-        )
-    _flux(values, problems)
-    _notify(values, problems)
+    check_across(values, problems)
     if problems:
         raise ConfigError(problems)
     return Config(**values)

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from gopher_updater import config
+from gopher_updater.notify import ALL_EVENT_TYPES
 
 BASE = {
     "DOCKERHUB_USER": "me",
@@ -678,7 +679,7 @@ def test_flux_url_and_its_file_together_are_refused(tmp_path: Path) -> None:
 
 def test_no_notify_variable_means_no_channel() -> None:
     cfg = config.load(BASE)
-    assert not cfg.notify.enabled and cfg.notify_events == config.ALL_EVENT_TYPES
+    assert not cfg.notify.enabled and cfg.notify_events == ALL_EVENT_TYPES
 
 
 def test_notify_settings_from_files_token_byte_for_byte(tmp_path: Path) -> None:

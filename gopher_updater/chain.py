@@ -31,7 +31,6 @@ import trio
 
 from gopher_updater import __version__, chain_gov, chain_json
 from gopher_updater.chain_errors import (
-    ChainError,
     ChainHTTPError,
     ChainInvalidRequest,
     ChainMalformed,
@@ -45,18 +44,6 @@ from gopher_updater.chain_gov import UpgradeListing
 from gopher_updater.chain_json import MalformedJSON, parse_int64
 from gopher_updater.model import Height, PlanAnswer, ProposalStatus, UpgradeProposal
 from gopher_updater.safe_text import describe_cause
-
-__all__ = [
-    "ChainClient",
-    "ChainError",
-    "ChainHTTPError",
-    "ChainInvalidRequest",
-    "ChainMalformed",
-    "ChainNotImplemented",
-    "ChainTimeout",
-    "ChainUnreachable",
-    "UpgradeListing",
-]
 
 CURRENT_PLAN = "/cosmos/upgrade/v1beta1/current_plan"
 APPLIED_PLAN = "/cosmos/upgrade/v1beta1/applied_plan/"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import trio
 
 from gopher_updater import cadence, rule
-from gopher_updater.chain import ChainClient, ChainError
+from gopher_updater.chain import ChainClient
+from gopher_updater.chain_errors import ChainError
 from gopher_updater.config import Config
 from gopher_updater.daemon import registry_client
 from gopher_updater.duration import format_seconds

@@ -31,7 +31,7 @@ import trio
 
 from gopher_updater import timeline as tl
 from gopher_updater.announce import Announcer
-from gopher_updater.chain import ChainError
+from gopher_updater.chain_errors import ChainError
 from gopher_updater.flux import Nudger, NudgeRequest
 from gopher_updater.logs import get_logger
 from gopher_updater.manifest import Outcome

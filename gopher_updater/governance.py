@@ -21,7 +21,8 @@ import attrs
 import trio
 
 from gopher_updater import rule
-from gopher_updater.chain import ChainError, UpgradeListing
+from gopher_updater.chain_errors import ChainError
+from gopher_updater.chain_gov import UpgradeListing
 from gopher_updater.logs import get_logger
 from gopher_updater.model import ProposalStatus, UpgradeProposal
 from gopher_updater.views import ChainView, GovernanceView, Publishes, Wakeup

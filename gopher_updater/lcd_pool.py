@@ -33,7 +33,9 @@ import httpx
 import trio
 
 from gopher_updater import rule
-from gopher_updater.chain import ChainClient, ChainError, ChainTimeout, UpgradeListing
+from gopher_updater.chain import ChainClient
+from gopher_updater.chain_errors import ChainError, ChainTimeout
+from gopher_updater.chain_gov import UpgradeListing
 from gopher_updater.logs import get_logger
 from gopher_updater.model import Height, PlanAnswer, ProposalStatus, UpgradeProposal
 from gopher_updater.views import LcdEndpointView, LcdView

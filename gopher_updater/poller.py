@@ -26,7 +26,7 @@ import trio
 
 from gopher_updater import cadence, rule
 from gopher_updater.announce import Announcer
-from gopher_updater.chain import ChainError
+from gopher_updater.chain_errors import ChainError
 from gopher_updater.lcd_pool import ChainReader, LcdPool
 from gopher_updater.logs import get_logger
 from gopher_updater.metrics import Metrics

@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gopher_updater import cadence, chain, chain_gov, chain_json, rule
-from gopher_updater.chain import (
-    ChainClient,
+from gopher_updater.chain import ChainClient
+from gopher_updater.chain_errors import (
     ChainError,
     ChainHTTPError,
     ChainInvalidRequest,

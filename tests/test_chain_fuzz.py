@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gopher_updater import chain_json
-from gopher_updater.chain import ChainClient, ChainError
+from gopher_updater.chain import ChainClient
+from gopher_updater.chain_errors import ChainError
 from gopher_updater.chain_gov import UpgradeListing
 from gopher_updater.chain_json import INT64_MAX
 from gopher_updater.model import ProposalStatus

@@ -451,7 +451,7 @@ def test_check_output_masks_rpc_url_credentials() -> None:
 
 async def test_rpc_url_credentials_reach_the_lcd_only_as_basic_auth(nursery: trio.Nursery) -> None:
     from gopher_updater import daemon
-    from gopher_updater.chain import ChainError
+    from gopher_updater.chain_errors import ChainError
 
     heads: list[str] = []
 

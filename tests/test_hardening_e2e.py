@@ -29,7 +29,8 @@ import pytest
 import trio
 
 from gopher_updater import config
-from gopher_updater.chain import ChainClient, ChainUnreachable
+from gopher_updater.chain import ChainClient
+from gopher_updater.chain_errors import ChainUnreachable
 from gopher_updater.testing.chainsim import ChainSim
 from gopher_updater.testing.registry import RunningRegistry, running_registry
 from gopher_updater.testing.registry_tls import TlsFiles, make_tls_files

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from gopher_updater import rule
-from gopher_updater.chain import ChainUnreachable
+from gopher_updater.chain_errors import ChainUnreachable
 from gopher_updater.lcd_pool import BACKOFF_MAX, GRACE, LcdPool
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Plan, RetagJob

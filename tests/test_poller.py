@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from gopher_updater import rule, state
-from gopher_updater.chain import ChainUnreachable, UpgradeListing
+from gopher_updater.chain_errors import ChainUnreachable
+from gopher_updater.chain_gov import UpgradeListing
 from gopher_updater.governance import Governance
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Height, Plan, PlanAnswer, ProposalStatus, RetagJob, UpgradeProposal

@@ -110,9 +110,16 @@ async def test_promotes_at_the_halt_within_two_seconds(
     latency = promoted_at - sim.height_reached_at[halt]
     assert latency < 2.0, f"promotion took {latency:.2f}s after block H"
     assert reg.skopeo_digest(unique_repo, "mainnet-v2") == source
+    # The tag is visible before the retag's verifying HEAD returns and the worker publishes.
+    await wait_until(lambda: _promotion_published(d.url), within=2)
     _, body = await get_json(d.url + "/status")
     assert body["last_promotion"]["outcome"] == "promoted"
     assert body["last_promotion"]["source_digest"] == source
+
+
+async def _promotion_published(url: str) -> bool:
+    _, body = await get_json(url + "/status")
+    return body["last_promotion"] is not None
 
 
 async def _equals(value: Awaitable[str | None], expected: str) -> bool:

@@ -19,7 +19,6 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,8 @@ from gopher_updater import config
 from gopher_updater.chain import ChainClient
 from gopher_updater.chain_errors import ChainUnreachable
 from gopher_updater.testing.chainsim import ChainSim
-from gopher_updater.testing.registry import RunningRegistry, running_registry
-from gopher_updater.testing.registry_tls import TlsFiles, make_tls_files
+from gopher_updater.testing.registry import RunningRegistry
+from gopher_updater.testing.registry_tls import TlsFiles
 from gopher_updater.testing.stack import daemon_env, free_port, spawn_daemon, wait_http
 
 VERIFY_FAILED = "TLS certificate verify failed: unable to get local issuer certificate"
@@ -93,26 +92,6 @@ async def test_empty_source_prefix_promotes_the_bare_tag_at_the_halt(
 
 
 # --- TLS: the LCD's cause, /readyz, logs and `check` -------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"), hosts=("127.0.0.1",))
-
-
-@pytest.fixture(scope="module")
-def registry_tls(
-    tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningRegistry]:
-    with running_registry("none", workdir=tmp_path_factory.mktemp("reg-tls"), tls=tls_files) as r:
-        yield r
-
-
-@pytest.fixture
-def no_ca_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    return monkeypatch
 
 
 async def _pump(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope) -> None:

@@ -8,7 +8,6 @@ so each test sets the environment first and then builds its client.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,31 +16,11 @@ from gopher_updater.manifest import Outcome
 from gopher_updater.registry import RegistryClient
 from gopher_updater.registry_errors import RegistryTLSError
 from gopher_updater.registry_retry import RetryPolicy
-from gopher_updater.testing.registry import RunningRegistry, running_registry
-from gopher_updater.testing.registry_tls import TlsFiles, make_tls_files
+from gopher_updater.testing.registry import RunningRegistry
+from gopher_updater.testing.registry_tls import TlsFiles
 
 pytestmark = pytest.mark.registry
 FAST = RetryPolicy(wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"), hosts=("127.0.0.1",))
-
-
-@pytest.fixture(scope="module")
-def registry_tls(
-    tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningRegistry]:
-    with running_registry("none", workdir=tmp_path_factory.mktemp("reg-tls"), tls=tls_files) as r:
-        yield r
-
-
-@pytest.fixture
-def no_ca_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    return monkeypatch
 
 
 def client(url: str) -> RegistryClient:

@@ -18,9 +18,12 @@ import structlog
 
 from gopher_updater.logs import redact_secrets
 from gopher_updater.testing.registry import AuthMode, RunningRegistry, running_registry
+from gopher_updater.testing.registry_tls import TlsFiles, make_tls_files
 from gopher_updater.testing.registry_token import TokenServer
 
-REGISTRY_FIXTURES = frozenset({"registry", "registry_none", "registry_basic", "registry_token"})
+REGISTRY_FIXTURES = frozenset(
+    {"registry", "registry_none", "registry_basic", "registry_token", "registry_tls"}
+)
 
 _token_servers: list[TokenServer] = []
 _repo_counter = itertools.count()
@@ -98,3 +101,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if REGISTRY_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.registry)
+
+
+# --- TLS: a registry behind a CA the test creates (private-CA tests) -----------------------
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA and a server certificate for 127.0.0.1; no trust store knows the CA."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"), hosts=("127.0.0.1",))
+
+
+@pytest.fixture(scope="session")
+def registry_tls(
+    tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningRegistry]:
+    """The real registry served over TLS with `tls_files` (no auth)."""
+    with running_registry("none", workdir=tmp_path_factory.mktemp("reg-tls"), tls=tls_files) as r:
+        yield r
+
+
+@pytest.fixture
+def no_ca_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No SSL_CERT_FILE / SSL_CERT_DIR: only the default trust store, which lacks our CA."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    return monkeypatch

@@ -47,8 +47,6 @@ from gopher_updater.notify import EventType, NotifyEvent
 from gopher_updater.rule import Tags, TagScheme
 from gopher_updater.views import ChainView, Promotion, Publishes, Wakeup
 
-__all__ = ["SCHEDULED_WAIT", "TICK", "Announcer"]
-
 log = get_logger("gopher_updater.announce")
 
 P = ParamSpec("P")

@@ -62,9 +62,6 @@ __all__ = [
     "VARS",
     "Config",
     "ConfigError",
-    "LcdEndpoint",
-    "Secret",
-    "Var",
     "load",
 ]
 

@@ -43,7 +43,8 @@ from gopher_updater import __version__, ops, rule
 from gopher_updater.announce import Announcer
 from gopher_updater.chain import ChainClient
 from gopher_updater.config import Config
-from gopher_updater.flux import FluxMetrics, Nudger, NudgeSchedule
+from gopher_updater.flux import Nudger
+from gopher_updater.flux_status import FluxMetrics, NudgeSchedule
 from gopher_updater.follower import Follower
 from gopher_updater.governance import Governance
 from gopher_updater.lcd_pool import open_pool

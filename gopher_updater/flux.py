@@ -29,9 +29,7 @@ import trio
 
 from gopher_updater.flux_receiver import (
     Receiver,
-    ReceiverConfigError,
     classify,
-    parse_receivers,
     rejection_hint,
     request_headers,
     token_warning,
@@ -45,19 +43,6 @@ from gopher_updater.flux_status import (
     event_body,
 )
 from gopher_updater.logs import get_logger
-
-__all__ = [  # what the daemon wires in; the rest lives in flux_receiver / flux_status
-    "FluxMetrics",
-    "NudgeRequest",
-    "NudgeSchedule",
-    "NudgeSnapshot",
-    "Nudger",
-    "Receiver",
-    "ReceiverConfigError",
-    "ReceiverResult",
-    "parse_receivers",
-    "token_warning",
-]
 
 log = get_logger("gopher_updater.flux")
 

@@ -32,7 +32,8 @@ import trio
 from gopher_updater import timeline as tl
 from gopher_updater.announce import Announcer
 from gopher_updater.chain_errors import ChainError
-from gopher_updater.flux import Nudger, NudgeRequest
+from gopher_updater.flux import Nudger
+from gopher_updater.flux_status import NudgeRequest
 from gopher_updater.logs import get_logger
 from gopher_updater.manifest import Outcome
 from gopher_updater.metrics import UpgradeMetrics

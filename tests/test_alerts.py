@@ -20,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from gopher_updater.flux import FluxMetrics
+from gopher_updater.flux_status import FluxMetrics
 from gopher_updater.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from gopher_updater import timeline as tl
-from gopher_updater.announce import SCHEDULED_WAIT, TICK, Announcer
+from gopher_updater.announce import Announcer
+from gopher_updater.announce_news import SCHEDULED_WAIT, TICK
 from gopher_updater.manifest import Outcome
 from gopher_updater.model import Height, Plan, RetagJob, RetagReason
 from gopher_updater.notify import NotifyEvent

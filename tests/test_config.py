@@ -15,7 +15,9 @@ import pytest
 import trio
 
 from gopher_updater import config
+from gopher_updater.envparse import Var
 from gopher_updater.notify import ALL_EVENT_TYPES
+from gopher_updater.urls import LcdEndpoint
 
 BASE = {
     "DOCKERHUB_USER": "me",
@@ -199,7 +201,7 @@ _OPTIONAL_SECRETS = [v for v in config.VARS if v.secret and not v.mandatory]
 
 
 @pytest.mark.parametrize("var", _OPTIONAL, ids=lambda v: v.name)
-def test_an_empty_optional_variable_means_its_default(var: config.Var) -> None:
+def test_an_empty_optional_variable_means_its_default(var: Var) -> None:
     assert var.default is not None
     defaults = config.load(BASE)
     cfg = config.load({**BASE, var.name: ""})
@@ -208,7 +210,7 @@ def test_an_empty_optional_variable_means_its_default(var: config.Var) -> None:
 
 
 @pytest.mark.parametrize("var", _OPTIONAL_SECRETS, ids=lambda v: v.name)
-def test_an_empty_optional_secret_or_its_file_means_unset(var: config.Var) -> None:
+def test_an_empty_optional_secret_or_its_file_means_unset(var: Var) -> None:
     assert var.default is None and var.file_name
     assert config.load({**BASE, var.name: "", var.file_name: ""}) == config.load(BASE)
 
@@ -497,7 +499,7 @@ def test_a_password_with_unencoded_delimiters_is_never_shown(value: str) -> None
 def test_one_rpc_url_is_one_endpoint_and_the_first_is_rpc_url() -> None:
     cfg = config.load(BASE)
     (only,) = cfg.lcd_endpoints
-    assert only == config.LcdEndpoint(url="http://localhost:1317")
+    assert only == LcdEndpoint(url="http://localhost:1317")
     assert only.label == "http://localhost:1317" and cfg.rpc_quorum == 1
 
 

@@ -27,23 +27,24 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from gopher_updater import logs
-from gopher_updater.flux import (
-    FluxMetrics,
-    Nudger,
-    NudgeRequest,
-    NudgeSchedule,
-    ReceiverConfigError,
-    parse_receivers,
-    token_warning,
-)
+from gopher_updater.flux import Nudger
 from gopher_updater.flux_receiver import (
     MAX_URL_LENGTH,
     RETRYABLE,
+    ReceiverConfigError,
     classify,
+    parse_receivers,
     request_headers,
     signature,
+    token_warning,
 )
-from gopher_updater.flux_status import OUTCOMES, event_body
+from gopher_updater.flux_status import (
+    OUTCOMES,
+    FluxMetrics,
+    NudgeRequest,
+    NudgeSchedule,
+    event_body,
+)
 
 TOKEN = b"s3cr3t-token"
 SECRET_PATH = "/hook/a3ed2b2119b935be37ce1fcd2d8e0563c56625486496d7324f925e5fd109d13f"

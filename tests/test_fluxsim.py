@@ -18,7 +18,9 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from gopher_updater.flux import FluxMetrics, Nudger, NudgeRequest, NudgeSchedule, parse_receivers
+from gopher_updater.flux import Nudger
+from gopher_updater.flux_receiver import parse_receivers
+from gopher_updater.flux_status import FluxMetrics, NudgeRequest, NudgeSchedule
 from gopher_updater.testing.fluxsim import (
     GENERIC,
     MAX_BODY,

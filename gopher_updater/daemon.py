@@ -3,7 +3,7 @@
     trio.run(run)
     └── root nursery
         ├── ops app (Quart-Trio on Hypercorn's trio worker; graceful on `shutdown`)
-        │     reads Views.snapshot(): the four published views below, never a request
+        │     reads Views.snapshot(): the views the tasks below publish, never a request
         └── task nursery (any crash ends them all; the daemon exits non-zero)
             ├── signal watcher      SIGTERM/SIGINT -> cancel the task nursery
             ├── chain poller        Poller: every LCD endpoint at once (LcdPool): current_plan
@@ -18,7 +18,7 @@
             ├── upgrade follower    Follower: the timeline from the halt until the chain
             │                       runs again (worker hooks, own LCD reads); UpgradeView
             ├── flux nudger         Nudger (only with FLUX_RECEIVER_URL): the follower
-                                    queues a nudge per settled promotion
+            │                       queues a nudge per settled promotion
             ├── notifier            Notifier (only with NOTIFY_WEBHOOK_URL / NOTIFY_URLS):
             │                       one task and bounded queue per service
             └── announcer           Announcer: the tasks above tell it their facts (never
@@ -129,7 +129,7 @@ async def run(
         version=__version__,
         rpc_url=redact_url(cfg.rpc_url, keep_path=True),
         rpc_basic_auth=cfg.rpc_auth is not None,
-        lcd_endpoints=[e.label for e in cfg.lcd_endpoints],  # lcd pool (h-lcdpool)
+        lcd_endpoints=[e.label for e in cfg.lcd_endpoints],
         rpc_quorum=cfg.rpc_quorum,
         registry_url=redact_url(cfg.registry_url, keep_path=True),
         repository=cfg.repo_path,
@@ -141,7 +141,7 @@ async def run(
     )
     notifier, announcer = _notifications(cfg, tags, metrics)
     async with (
-        open_pool(cfg, metrics) as chain,  # lcd pool (h-lcdpool): every RPC_URL endpoint
+        open_pool(cfg, metrics) as chain,  # every RPC_URL endpoint
         registry_client(cfg, metrics) as registry,
     ):
         governance = Governance(
@@ -161,7 +161,7 @@ async def run(
             request_timeout=cfg.request_timeout,
             announce=announcer,
         )
-        # -- after the retag (issue 11): the follower, and the Nudger it feeds
+        # After the retag: the follower, and the Nudger it feeds
         follower = Follower(
             chain,
             metrics.upgrade,

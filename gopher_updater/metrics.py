@@ -73,7 +73,7 @@ class Metrics:
             "Unix time of the last successful chain poll",
             registry=r,
         )
-        # >>> lcd pool (h-lcdpool): written by the pool (lcd_pool.py), label = scheme://host:port
+        # Written by the pool (lcd_pool.py); label = scheme://host:port, never credentials.
         self.lcd_up = Gauge(
             f"{_NS}_lcd_up",
             "1 if the LCD endpoint answered its last poll",
@@ -89,19 +89,18 @@ class Metrics:
             ["endpoint", "route", "result"],
             registry=r,
         )
-        # <<< lcd pool
         self.build_info = Info(f"{_NS}_build", "Build information", registry=r)
         self.build_info.info({"version": __version__})
         for result in ("ok", "error"):
             self.polls.labels(result=result)
         for outcome in (*(o.value for o in Outcome), "error"):  # "error": no outcome at all
             self.retags.labels(outcome=outcome)
-        # -- after the retag (issue 11): the follower's, and the scrape-time health
+        # -- after the retag: the follower's, and the scrape-time health
         self.upgrade = UpgradeMetrics(r)
         self.health = HealthCollector()
         r.register(self.health)
 
-    # >>> lcd pool (h-lcdpool): the pool's `Counts` sink
+    # The pool's `Counts` sink.
     def lcd_request(self, endpoint: str, route: str, result: str) -> None:
         self.lcd_requests.labels(endpoint=endpoint, route=route, result=result).inc()
 
@@ -110,13 +109,11 @@ class Metrics:
         if height is not None:
             self.lcd_height.labels(endpoint=endpoint).set(height)
 
-    # <<< lcd pool
-
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-# --- after the retag (issue 11) ------------------------------------------------------------
+# --- after the retag ----------------------------------------------------------------------
 
 #: The timeline's states (timeline.Stage), one `gopher_updater_upgrade_state` series each.
 UPGRADE_STATES = ("halted", "promoted", "nudged", "node_upgraded", "resumed", "stuck")

@@ -40,10 +40,10 @@ class Snapshot:
     governance: GovernanceView
     registry: RegistryView
     promotions: PromotionsView
-    # -- after the retag (issue 11)
+    # -- after the retag
     upgrade: UpgradeView = attrs.Factory(UpgradeView)
     flux: NudgeSnapshot | None = None  # None: no Flux receiver configured
-    # -- notifications (issue 12): never part of readiness
+    # -- notifications: never part of readiness
     notifications: NotifierStatus | None = None  # None: no notification channel
 
     @property
@@ -87,7 +87,7 @@ class Views:
     governance: Publishes[GovernanceView]
     registry: Publishes[RegistryView]
     promotions: Publishes[PromotionsView]
-    # -- after the retag (issue 11): the follower, and the Nudger's snapshot when configured
+    # -- after the retag: the follower, and the Nudger's snapshot when configured
     upgrade: Publishes[UpgradeView] | None = None
     flux: Callable[[], NudgeSnapshot] | None = None
     notifications: Callable[[], NotifierStatus] | None = None
@@ -135,7 +135,7 @@ def status(snap: Snapshot) -> dict[str, Any]:
             "halted_for_upgrade": watch.halted,
             "last_successful_poll_unix": chain.last_poll_ok_unix,
             "last_error": chain.last_error,
-            "endpoints": chain.lcd.to_json(),  # lcd pool (h-lcdpool)
+            "endpoints": chain.lcd.to_json(),
             "quorum": chain.lcd.quorum,
         },
         "plan": None
@@ -161,7 +161,7 @@ def status(snap: Snapshot) -> dict[str, Any]:
             "last_error": registry.error,
         },
         "last_promotion": snap.promotions.last_promotion,
-        # -- after the retag (issue 11)
+        # -- after the retag
         "upgrade": None if snap.upgrade.timeline is None else snap.upgrade.timeline.to_json(),
         "flux": None if snap.flux is None else snap.flux.to_dict(),
         "notifications": None if snap.notifications is None else snap.notifications.to_json(),

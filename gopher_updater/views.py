@@ -83,7 +83,7 @@ class Problems:
 
 # --- the published views ------------------------------------------------------------------
 
-# >>> lcd pool (h-lcdpool): each RPC_URL endpoint's health, published with the ChainView >>>
+# Each RPC_URL endpoint's health, published with the ChainView.
 
 
 @attrs.frozen
@@ -133,9 +133,6 @@ class LcdView:
         return [e.to_json(top) for e in self.endpoints]
 
 
-# <<< lcd pool <<<
-
-
 @attrs.frozen
 class ChainView:
     """Published by the poller after every poll. `watch` is the rule's own `WatchView`."""
@@ -151,7 +148,7 @@ class ChainView:
     last_error: str | None = None
     poll_failures: int = 0  # consecutive failed polls
     problems: Problems = attrs.Factory(Problems)  # invalid plan names, keyed by plan name
-    lcd: LcdView = attrs.Factory(LcdView)  # lcd pool (h-lcdpool): each endpoint's health
+    lcd: LcdView = attrs.Factory(LcdView)  # each endpoint's health
 
     @staticmethod
     def fresh_window(poll_interval: float) -> float:
@@ -171,7 +168,7 @@ class ChainView:
                 if self.last_poll_ok is None
                 else f"no successful poll for {now - self.last_poll_ok:.0f}s"
             )
-        # lcd pool (h-lcdpool): at least RPC_QUORUM endpoints answering recently.
+        # And at least RPC_QUORUM endpoints answering recently.
         fresh = self.lcd.fresh(now, self.fresh_within)
         if ok and self.lcd.endpoints and fresh < self.lcd.quorum:
             ok = False
@@ -259,7 +256,7 @@ class PromotionsView:
         return self.problems.summary
 
 
-# --- after the retag (issue 11) ----------------------------------------------------------
+# --- after the retag ----------------------------------------------------------------------
 
 
 @attrs.frozen

@@ -41,7 +41,7 @@ from gopher_updater.chain_errors import (
     plan_name_segment,
 )
 from gopher_updater.chain_gov import UpgradeListing
-from gopher_updater.chain_json import MalformedJSON, parse_int64
+from gopher_updater.chain_shapes import MalformedJSON, ProposalPage, parse_int64
 from gopher_updater.model import Height, PlanAnswer, ProposalStatus, UpgradeProposal
 from gopher_updater.safe_text import describe_cause
 
@@ -199,7 +199,7 @@ class ChainClient:
 
     async def _proposal_page(
         self, status: ProposalStatus | None, key: str | None, *, reverse: bool, limit: int
-    ) -> tuple[chain_json.ProposalPage, int]:
+    ) -> tuple[ProposalPage, int]:
         # Numbers, not enum names: some chains reject the name with code 3. An explicit limit
         # keeps the SDK from forcing count_total on.
         params: dict[str, str] = {"pagination.limit": str(limit)}

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-from gopher_updater.chain_json import MalformedJSON, ProposalPage
+from gopher_updater.chain_shapes import MalformedJSON, ProposalPage
 from gopher_updater.model import ProposalStatus, UpgradeProposal
 
 MAX_PAGES = 1000

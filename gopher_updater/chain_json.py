@@ -1,12 +1,12 @@
-"""JSON shapes of the Cosmos LCD answers and the one cattrs converter that reads them.
+"""The one cattrs converter that reads Cosmos LCD answers, and the decoders built on it.
 
 Why a separate module: `chain.py` owns I/O and error mapping; this module owns "is this body
-what the SDK would send?". Everything here is pure (bytes in, model values out) and raises
-`MalformedJSON` with a path-qualified reason, which the client turns into `ChainMalformed`.
+what the SDK would send?" (the shapes themselves are in `chain_shapes.py`). Everything here
+is pure (bytes in, model values out) and raises `MalformedJSON` with a path-qualified
+reason, which the client turns into `ChainMalformed`.
 
 Strictness is deliberate. The daemon retags production images on the strength of these
 numbers, so `"12a"`, `""`, `1.5`, `true` or a value beyond int64 is an error, not a guess.
-Only the fields the daemon uses are modelled; unknown keys are ignored (chains add fields).
 """
 
 from __future__ import annotations
@@ -15,22 +15,32 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, NewType, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
 from cattrs.v import format_exception
 
+from gopher_updater.chain_shapes import (
+    AppliedPlanJSON,
+    BlocksLatestJSON,
+    CurrentPlanJSON,
+    ErrorJSON,
+    HeaderJSON,
+    Int64,
+    MalformedJSON,
+    PageJSON,
+    PlanJSON,
+    ProposalPage,
+    ProposalsV1beta1JSON,
+    ProposalsV1JSON,
+    UInt64,
+    UpgradeAny,
+    parse_int64,
+    snip,
+)
 from gopher_updater.model import Plan, ProposalStatus, UpgradeProposal, scheduled
 
-#: Proto int64 as gogo JSONPb writes it: a decimal string. Signed.
-Int64 = NewType("Int64", int)
-#: A count or height that is never negative (block heights, proposal ids, applied heights).
-UInt64 = NewType("UInt64", int)
-
-INT64_MAX = 2**63 - 1
-INT64_MIN = -(2**63)
-_INT_RE = re.compile(r"-?[0-9]{1,19}")
 #: Deepest nesting accepted. Real answers nest about 8 levels (a block, a legacy proposal);
 #: anything deeper is hostile and would only cost stack and time in the structuring hooks.
 MAX_DEPTH = 64
@@ -51,147 +61,12 @@ _PLAN_CARRIERS = frozenset({MSG_SOFTWARE_UPGRADE, SOFTWARE_UPGRADE_PROPOSAL})
 T = TypeVar("T")
 
 
-class MalformedJSON(Exception):
-    """The body is not JSON, or not the shape the SDK sends; `reason` says where."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def parse_int64(value: object, *, minimum: int = INT64_MIN) -> int:
-    """Strictly parse a proto int64 (decimal string, or a JSON integer) within [minimum, max]."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected an int64, got {value!r}")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and _INT_RE.fullmatch(value):
-        number = int(value)
-    else:
-        raise ValueError(f"expected an int64 string, got {_snip(value)}")
-    if not minimum <= number <= INT64_MAX:
-        raise ValueError(f"{number} is outside [{minimum}, {INT64_MAX}]")
-    return number
-
-
-# --- shapes -------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class PlanJSON:
-    name: str
-    height: Int64
-    info: str = ""
-
-    def to_model(self) -> Plan:
-        return Plan(name=self.name, height=self.height, info=self.info)
-
-
-@attrs.frozen
-class ScheduledPlanJSON:
-    """`current_plan`'s plan: a negative height is malformed there (0 is "no plan")."""
-
-    name: str
-    height: UInt64
-    info: str = ""
-
-    def to_model(self) -> Plan:
-        return Plan(name=self.name, height=self.height, info=self.info)
-
-
-@attrs.frozen
-class CurrentPlanJSON:
-    plan: ScheduledPlanJSON | None  # required key: `{"plan": null}` when nothing is scheduled
-
-
-@attrs.frozen
-class AppliedPlanJSON:
-    height: UInt64
-
-
-@attrs.frozen
-class HeaderJSON:
-    height: UInt64
-    time: str = ""
-    #: Untyped on purpose: a strange chain_id is dropped by `latest_block`, never fatal.
-    chain_id: Any = ""
-
-
-@attrs.frozen
-class BlockJSON:
-    header: HeaderJSON
-
-
-@attrs.frozen
-class BlocksLatestJSON:
-    block: BlockJSON | None = None
-    sdk_block: BlockJSON | None = None
-
-
-@attrs.frozen
-class UpgradeAny:
-    """A protobuf `Any` reduced to the upgrade plan it carries, if any (see `_structure_any`)."""
-
-    plan: PlanJSON | None
-
-
-@attrs.frozen
-class PageJSON:
-    next_key: str | None = None
-
-
-@attrs.frozen
-class ProposalV1JSON:
-    id: UInt64
-    status: ProposalStatus
-    messages: list[UpgradeAny] = attrs.Factory(list)
-
-
-@attrs.frozen
-class ProposalV1beta1JSON:
-    proposal_id: UInt64
-    status: ProposalStatus
-    content: UpgradeAny | None = None
-
-
-@attrs.frozen
-class ProposalsV1JSON:
-    proposals: list[ProposalV1JSON]
-    pagination: PageJSON | None = None
-
-
-@attrs.frozen
-class ProposalsV1beta1JSON:
-    proposals: list[ProposalV1beta1JSON]
-    pagination: PageJSON | None = None
-
-
-@attrs.frozen
-class ErrorJSON:
-    """grpc-gateway error body; legacy REST (<= v0.45) sends `{"error": "..."}` instead."""
-
-    code: int | None = None
-    message: str | None = None
-    error: str | None = None
-
-
-@attrs.frozen
-class ProposalPage:
-    """One page of a proposal listing, already reduced to the upgrades on it."""
-
-    upgrades: list[UpgradeProposal]
-    next_key: str | None
-    size: int  # proposals on the page, upgrades or not (diagnostics only)
-    #: Ids of every proposal on the page, upgrades or not: where a listing walk has got to.
-    ids: tuple[int, ...] = ()
-
-
 # --- the converter ------------------------------------------------------------------------
 
 
 def _structure_str(value: object, _type: object) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_snip(value)}")
+        raise ValueError(f"expected a string, got {snip(value)}")
     return value
 
 
@@ -204,7 +79,7 @@ def _structure_status(value: object, _type: object) -> ProposalStatus:
         name = value.removeprefix("PROPOSAL_STATUS_")
         if name in ProposalStatus.__members__:
             return ProposalStatus[name]
-        raise ValueError(f"unknown proposal status {_snip(value)}")
+        raise ValueError(f"unknown proposal status {snip(value)}")
     number = parse_int64(value, minimum=0)
     try:
         return ProposalStatus(number)
@@ -220,7 +95,7 @@ def _structure_any(value: object, _type: object, *, depth: int = 0) -> UpgradeAn
     Any other type (text, params, cancel, ...) carries no plan.
     """
     if not isinstance(value, dict):
-        raise ValueError(f"expected an Any object, got {_snip(value)}")
+        raise ValueError(f"expected an Any object, got {snip(value)}")
     type_url = value.get("@type")
     if type_url in _PLAN_CARRIERS:
         if "plan" not in value:
@@ -251,7 +126,7 @@ def structure(body: bytes, cls: type[T]) -> T:
     try:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
-        reason = f"not JSON ({type(exc).__name__}: {str(exc)[:120]}); body {_snip(body)}"
+        reason = f"not JSON ({type(exc).__name__}: {str(exc)[:120]}); body {snip(body)}"
         raise MalformedJSON(reason) from None
     _check_depth(data)
     try:
@@ -338,11 +213,11 @@ def _check_next_key(key: str) -> None:
     if len(key) > MAX_NEXT_KEY:
         raise MalformedJSON(f"pagination.next_key is {len(key)} characters (limit {MAX_NEXT_KEY})")
     if _BASE64_RE.fullmatch(key) is None:
-        raise MalformedJSON(f"pagination.next_key {_snip(key)} is not base64")
+        raise MalformedJSON(f"pagination.next_key {snip(key)} is not base64")
     try:
         base64.b64decode(key.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
-        raise MalformedJSON(f"pagination.next_key {_snip(key)} is not base64") from None
+        raise MalformedJSON(f"pagination.next_key {snip(key)} is not base64") from None
 
 
 def _check_depth(data: object) -> None:
@@ -378,8 +253,3 @@ def _format_leaf(exc: BaseException, type_: type | None) -> str:
     if isinstance(exc, ValueError) and type(exc) is ValueError:
         return str(exc)
     return format_exception(exc, type_)
-
-
-def _snip(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -22,7 +22,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gopher_updater import cadence, chain, chain_gov, chain_json, rule
+from gopher_updater import cadence, chain, chain_gov, chain_json, chain_shapes, rule
 from gopher_updater.chain import ChainClient
 from gopher_updater.chain_errors import (
     ChainError,
@@ -416,7 +416,7 @@ def test_sdk_block_is_the_fallback(fixtures_dir: Path) -> None:
     header = body["sdk_block"]["header"]
     decoded = chain_json.latest_block(json.dumps(body).encode())
     assert (decoded.height, decoded.time) == (int(header["height"]), header["time"])
-    with pytest.raises(chain_json.MalformedJSON, match="sdk_block"):
+    with pytest.raises(chain_shapes.MalformedJSON, match="sdk_block"):
         chain_json.latest_block(b'{"block": null, "sdk_block": null}')
 
 
@@ -438,16 +438,16 @@ def test_sdk_block_is_the_fallback(fixtures_dir: Path) -> None:
     ],
 )
 def test_ints_are_parsed_strictly(height: str) -> None:
-    with pytest.raises(chain_json.MalformedJSON, match=r"\$\.height"):
+    with pytest.raises(chain_shapes.MalformedJSON, match=r"\$\.height"):
         chain_json.applied_height(f'{{"height": {height}}}'.encode())
-    with pytest.raises(chain_json.MalformedJSON):
+    with pytest.raises(chain_shapes.MalformedJSON):
         chain_json.current_plan(f'{{"plan": {{"name": "v2", "height": {height}}}}}'.encode())
 
 
 def test_int64_bounds() -> None:
     top = 2**63 - 1
     assert chain_json.applied_height(f'{{"height": "{top}"}}'.encode()) == top
-    with pytest.raises(chain_json.MalformedJSON):
+    with pytest.raises(chain_shapes.MalformedJSON):
         chain_json.applied_height(f'{{"height": "{top + 1}"}}'.encode())
 
 
@@ -500,7 +500,7 @@ def test_decoders_raise_only_malformed_json(value: object) -> None:
     for decode in DECODERS:
         try:
             decode(body)
-        except chain_json.MalformedJSON as exc:
+        except chain_shapes.MalformedJSON as exc:
             assert exc.reason
 
 
@@ -516,7 +516,7 @@ def test_mutated_capture_raises_only_malformed_json(
     mutated = body[:start] + junk + body[end:]
     try:
         page = chain_json.proposals_v1(mutated)
-    except chain_json.MalformedJSON:
+    except chain_shapes.MalformedJSON:
         return
     assert all(p.plan.height > 0 for p in page.upgrades)
 

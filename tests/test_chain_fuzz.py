@@ -25,11 +25,11 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gopher_updater import chain_json
+from gopher_updater import chain_json, chain_shapes
 from gopher_updater.chain import ChainClient
 from gopher_updater.chain_errors import ChainError
 from gopher_updater.chain_gov import UpgradeListing
-from gopher_updater.chain_json import INT64_MAX
+from gopher_updater.chain_shapes import INT64_MAX
 from gopher_updater.model import ProposalStatus
 
 pytestmark = pytest.mark.fuzz
@@ -144,10 +144,10 @@ def mutate(data: st.DataObject, doc: Any) -> bytes:
 
 def check_decoded(value: object) -> None:
     """What a decoder returned holds no number outside what the daemon can act on."""
-    if isinstance(value, chain_json.ProposalPage):
+    if isinstance(value, chain_shapes.ProposalPage):
         assert all(0 < p.plan.height <= INT64_MAX for p in value.upgrades)
         assert all(0 <= i <= INT64_MAX for i in value.ids)
-    elif isinstance(value, chain_json.HeaderJSON):
+    elif isinstance(value, chain_shapes.HeaderJSON):
         assert 0 <= value.height <= INT64_MAX and len(value.time) <= 64
     elif isinstance(value, int):
         assert 0 <= value <= INT64_MAX
@@ -164,7 +164,7 @@ def test_decoders_on_mutated_captures_raise_only_malformed_json(
     body = mutate(data, CAPTURES[name])
     try:
         decoded = decode(body)
-    except chain_json.MalformedJSON as exc:
+    except chain_shapes.MalformedJSON as exc:
         assert exc.reason
         return
     check_decoded(decoded)

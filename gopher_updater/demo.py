@@ -28,7 +28,7 @@ import trio
 
 from gopher_updater.logs import configure
 from gopher_updater.testing.chainsim import ChainSim
-from gopher_updater.testing.fluxsim import FluxSim, ObjectKey, Resource, SimReceiver
+from gopher_updater.testing.fluxsim import FluxSim
 from gopher_updater.testing.notifysink import NotifySink
 from gopher_updater.testing.registry import RunningRegistry, running_registry
 from gopher_updater.testing.stack import daemon_env, start_daemon
@@ -40,7 +40,6 @@ UPGRADE_AFTER = 3.0  # seconds from the halt until the new binary runs block H
 FLUX_TOKEN = b"demo-token"
 NOTIFY_KEY = b"demo-notify-key"
 HOOK, APPRISE = "/notify", "/apprise"
-IMAGE_REPO = ObjectKey("image.toolkit.fluxcd.io/v1", "ImageRepository", "flux-system", "node")
 
 
 def _say(text: str) -> None:
@@ -75,17 +74,7 @@ async def run_demo(blocks_ahead: int, block_time: float, workdir: Path) -> bool:
     with running_registry(auth, workdir=workdir) as reg:  # type: ignore[arg-type]
         source = reg.push_image(REPO, "release-" + PLAN, "oci-index")
         print(f"    pushed {REPO}:release-{PLAN} (multi-arch OCI index) {source}")
-        flux = FluxSim(
-            [
-                SimReceiver(
-                    "gopher-updater",
-                    "flux-system",
-                    FLUX_TOKEN,
-                    resources=(Resource("ImageRepository", "node"),),
-                )
-            ],
-            objects=[IMAGE_REPO],
-        )
+        flux = FluxSim.for_image_repository(FLUX_TOKEN)
         with flux, NotifySink(key=NOTIFY_KEY) as sink:
             ok = await _with_receiver(reg, flux, sink, source, blocks_ahead, block_time, tty)
     _say("demo finished; simulator, receiver, registry and daemon stopped" if ok else "demo FAILED")

@@ -35,7 +35,7 @@ import psutil
 import trio
 
 from gopher_updater.testing.chainsim import ChainSim, load_cosmoshub_proposals
-from gopher_updater.testing.fluxsim import FluxSim, ObjectKey, Resource, SimReceiver
+from gopher_updater.testing.fluxsim import FluxSim
 from gopher_updater.testing.notifysink import NotifySink
 from gopher_updater.testing.registry import FaultProxy, RunningRegistry, running_registry
 from gopher_updater.testing.stack import daemon_env, spawn_daemon, wait_http
@@ -75,17 +75,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 FLUX_TOKEN = b"bench-token"
-IMAGE_REPO = ObjectKey("image.toolkit.fluxcd.io/v1", "ImageRepository", "flux-system", "node")
 
 
 def _receiver() -> FluxSim:
-    receiver = SimReceiver(
-        "gopher-updater",
-        "flux-system",
-        FLUX_TOKEN,
-        resources=(Resource("ImageRepository", "node"),),
-    )
-    return FluxSim([receiver], objects=[IMAGE_REPO])
+    return FluxSim.for_image_repository(FLUX_TOKEN)
 
 
 async def promotion_run(

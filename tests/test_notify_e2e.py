@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from gopher_updater.testing.fluxsim import FluxSim, ObjectKey, Resource, SimReceiver
+from gopher_updater.testing.fluxsim import FluxSim
 from gopher_updater.testing.notifysink import NotifySink, Post
 from gopher_updater.testing.registry import RunningRegistry
 from gopher_updater.testing.stack import daemon_env, spawn_daemon, start_daemon, wait_http
@@ -27,7 +27,6 @@ HOOK = "/notify/h00k-p4th-s3cret"
 APPRISE = "/apprise/appr1se-p4th-s3cret"
 FLUX_TOKEN = b"flux-t0ken-s3cret"
 NS = "flux-system"
-IMAGE_REPO = ObjectKey("image.toolkit.fluxcd.io/v1", "ImageRepository", NS, "node")
 TIMELINE = ["scheduled", "halted", "promoted", "nudged", "node_upgraded", "resumed"]
 
 
@@ -39,8 +38,7 @@ def sink() -> Iterator[NotifySink]:
 
 @pytest.fixture
 def flux() -> Iterator[FluxSim]:
-    receiver = SimReceiver("node", NS, FLUX_TOKEN, resources=(Resource("ImageRepository", "node"),))
-    with FluxSim([receiver], objects=[IMAGE_REPO]) as sim:
+    with FluxSim.for_image_repository(FLUX_TOKEN, name="node", namespace=NS) as sim:
         yield sim
 
 

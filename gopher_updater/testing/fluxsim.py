@@ -128,6 +128,20 @@ class FluxSim:
         self._server: ServerThread | None = None
         self.reconcile()
 
+    @classmethod
+    def for_image_repository(
+        cls, token: bytes, *, name: str = "gopher-updater", namespace: str = "flux-system"
+    ) -> FluxSim:
+        """The example's set-up (containers/flux/receiver.yaml): one generic-hmac Receiver
+        listing the ImageRepository `node`, which exists in `namespace`."""
+        image_repository = ObjectKey(
+            "image.toolkit.fluxcd.io/v1", "ImageRepository", namespace, "node"
+        )
+        receiver = SimReceiver(
+            name, namespace, token, resources=(Resource("ImageRepository", "node"),)
+        )
+        return cls([receiver], objects=[image_repository])
+
     # -- control ---------------------------------------------------------------------------
 
     def start(self) -> str:

@@ -81,6 +81,10 @@ async def test_empty_source_prefix_promotes_the_bare_tag_at_the_halt(
             while reg.head_digest(unique_repo, "mainnet-v1.2.3") != source:  # noqa: ASYNC110
                 await trio.sleep(0.05)
         promoted_after = trio.current_time() - sim.height_reached_at[halt]
+        # The tag is visible before the retag's verifying HEAD returns and the worker logs.
+        with trio.fail_after(5):
+            while (await _get(url + "/status")).json()["last_promotion"] is None:  # noqa: ASYNC110
+                await trio.sleep(0.05)
         assert proc.poll() is None  # still running: no TypeError at the halt
     finally:
         code, logs = await trio.to_thread.run_sync(_stop, proc)

@@ -326,6 +326,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.send_response(call.status)
         self.send_header("Content-Length", "0")
+        if self.close_connection:
+            # As Go's net/http does when it leaves a body unread: say so, or the
+            # client reuses a connection the server is about to close (a race).
+            self.send_header("Connection", "close")
         self.end_headers()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any

@@ -165,10 +165,10 @@ class NotifySink:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 status = sink._answer(self.path, tuple(self.headers.items()), body)
-                if sink._stopping.is_set():
-                    self.close_connection = True
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
+                if sink._stopping.is_set():
+                    self.send_header("Connection", "close")  # sets close_connection
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:

@@ -177,7 +177,9 @@ class RegistryClient:
                             was=src.value, now=manifest.digest.value)  # fmt: skip
                 src = manifest.digest
             await self._put(call, target_tag, manifest)
-            now = await self._digest(call, target_tag)
+            # The target now holds the bytes: its verifying HEAD is shielded like the PUT, so
+            # a shutdown arriving here still ends in a known (and logged) outcome.
+            now = await self._digest(call, target_tag, shield=True)
             if now != src:
                 raise DigestMismatch(f"after the PUT the target is at {now}, not {src}",
                                      operation=call.operation, tag=target_tag)  # fmt: skip
@@ -188,9 +190,11 @@ class RegistryClient:
     def _url(self, ref: str) -> str:
         return f"{self._base}/v2/{self.repository}/manifests/{ref}"
 
-    async def _digest(self, call: CallScope, tag: str) -> Digest | None:
+    async def _digest(self, call: CallScope, tag: str, *, shield: bool = False) -> Digest | None:
         try:
-            response = await self._request(call, tag, "HEAD", self._url(tag), accept=True)
+            response = await self._request(
+                call, tag, "HEAD", self._url(tag), accept=True, shield=shield
+            )
         except ManifestUnknown:
             return None
         header = response.headers.get("docker-content-digest", "")
@@ -199,10 +203,11 @@ class RegistryClient:
                 return Digest(header)
             except ValueError:
                 pass
-        return (await self._get(call, tag)).digest  # no usable header: hash the bytes
+        # no usable header: hash the bytes
+        return (await self._get(call, tag, shield=shield)).digest
 
-    async def _get(self, call: CallScope, tag: str) -> Manifest:
-        response = await self._request(call, tag, "GET", self._url(tag), accept=True)
+    async def _get(self, call: CallScope, tag: str, *, shield: bool = False) -> Manifest:
+        response = await self._request(call, tag, "GET", self._url(tag), accept=True, shield=shield)
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in MEDIA_TYPES:
             doc = loads_bounded(response.content, max_bytes=MAX_MANIFEST_BYTES)
@@ -222,7 +227,13 @@ class RegistryClient:
             return digest
         headers = {"Content-Type": manifest.media_type}
         response = await self._request(
-            call, tag, "PUT", self._url(tag), content=manifest.content, headers=headers
+            call,
+            tag,
+            "PUT",
+            self._url(tag),
+            content=manifest.content,
+            headers=headers,
+            shield=True,
         )
         self._check_digest(response, digest, call, tag)
         return digest
@@ -247,6 +258,7 @@ class RegistryClient:
         accept: bool = False,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        shield: bool = False,
     ) -> httpx.Response:
         headers = {**(headers or {}), **({"Accept": ACCEPT} if accept else {})}
         retrying = stamina.retry_context(
@@ -255,7 +267,7 @@ class RegistryClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    response = await self._send_once(method, url, content, headers)
+                    response = await self._send_once(method, url, content, headers, shield)
                     if not response.is_success:
                         raise error_for_response(response, call.operation, tag, self._auth.redact)
                     return response
@@ -264,12 +276,18 @@ class RegistryClient:
         raise AssertionError("unreachable: stamina either returns or raises")
 
     async def _send_once(
-        self, method: str, url: str, content: bytes | None, headers: dict[str, str]
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        shield: bool,
     ) -> httpx.Response:
         try:
-            # A PUT on the wire is shielded from shutdown: abandoning it halfway would leave
-            # the operator guessing what the target holds. Its own timeout still bounds it.
-            with trio.CancelScope(shield=method == "PUT"), trio.fail_after(self._timeout):
+            # A PUT on the wire (and the HEAD verifying it) is shielded from shutdown:
+            # abandoning it halfway would leave the operator guessing what the target holds.
+            # Its own timeout still bounds it; the waits between retries are not shielded.
+            with trio.CancelScope(shield=shield), trio.fail_after(self._timeout):
                 return await self._http.request(method, url, content=content, headers=headers)
             raise AssertionError("unreachable: nothing cancels the shield scope itself")
         except trio.TooSlowError:

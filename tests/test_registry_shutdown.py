@@ -10,6 +10,7 @@ from __future__ import annotations
 import httpx
 import trio
 
+from gopher_updater.manifest import Outcome, RetagOutcome
 from gopher_updater.registry import RegistryClient
 from gopher_updater.testing.registry import RunningRegistry
 
@@ -32,7 +33,29 @@ class SlowPuts(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def client_for(reg: RunningRegistry, repo: str, transport: SlowPuts) -> RegistryClient:
+class SlowVerify(httpx.AsyncBaseTransport):
+    """The real transport, with every HEAD after a PUT held back 0.3 s before it is sent."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.put_done = False
+        self.verify_started = trio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "HEAD" and self.put_done:
+            self.verify_started.set()
+            await trio.sleep(0.3)
+        response = await self.inner.handle_async_request(request)
+        self.put_done = self.put_done or request.method == "PUT"
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def client_for(
+    reg: RunningRegistry, repo: str, transport: httpx.AsyncBaseTransport
+) -> RegistryClient:
     return RegistryClient(
         base_url=reg.url,
         repository=repo,
@@ -50,10 +73,37 @@ async def test_put_in_flight_survives_cancellation(
     source = reg.push_image(unique_repo, "release-v1", "oci-index")
     transport = SlowPuts(delay=0.5)
     client = client_for(reg, unique_repo, transport)
+    outcomes: list[RetagOutcome] = []
+
+    async def retag() -> None:
+        outcomes.append(await client.retag("release-v1", "mainnet-v1"))
+
     async with client, trio.open_nursery() as nursery:
-        nursery.start_soon(client.retag, "release-v1", "mainnet-v1")
+        nursery.start_soon(retag)
         await transport.put_started.wait()
         nursery.cancel_scope.cancel()  # shutdown arrives while the PUT is in flight
+    assert reg.head_digest(unique_repo, "mainnet-v1") == source
+    # The verifying HEAD is shielded too: the caller learns (and logs) what was written.
+    assert [(o.outcome, str(o.source_digest)) for o in outcomes] == [(Outcome.PROMOTED, source)]
+
+
+async def test_shutdown_during_a_slow_verifying_head_still_reports_the_promotion(
+    registry_token: RunningRegistry, unique_repo: str
+) -> None:
+    reg = registry_token
+    source = reg.push_image(unique_repo, "release-v1")
+    transport = SlowVerify()
+    client = client_for(reg, unique_repo, transport)
+    outcomes: list[RetagOutcome] = []
+
+    async def retag() -> None:
+        outcomes.append(await client.retag("release-v1", "mainnet-v1"))
+
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(retag)
+        await transport.verify_started.wait()
+        nursery.cancel_scope.cancel()  # the tag is visible; its HEAD has not returned
+    assert [o.outcome for o in outcomes] == [Outcome.PROMOTED]
     assert reg.head_digest(unique_repo, "mainnet-v1") == source
 
 

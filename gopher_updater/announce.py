@@ -28,6 +28,7 @@ import trio
 
 from gopher_updater import timeline as tl
 from gopher_updater.announce_news import (
+    LIVE_AFTER_RESTART,
     MARKS,
     MAX_DIGESTS,
     MAX_PLANS,
@@ -232,6 +233,10 @@ class Announcer:
             news.quiet, news.held_halt = True, None
             if news.scheduled == "pending":
                 news.scheduled = "dropped"
+            held, news.held_marks = news.held_marks, []
+            for event, live in held:
+                if live and event.type in LIVE_AFTER_RESTART:
+                    self._queue(event)
             return
         if record.outcome is not Outcome.PROMOTED:  # would_promote (DRY_RUN): nothing written
             self._flush(news)
@@ -241,10 +246,13 @@ class Announcer:
         self._tell(news, EventType.PROMOTED, delay_seconds=delay, **fields)
 
     @_safe
-    def timeline_mark(self, timeline: tl.Timeline, mark: tl.Mark) -> None:
+    def timeline_mark(self, timeline: tl.Timeline, mark: tl.Mark, live: bool = True) -> None:
+        """A timeline transition; `live` unless it was already true at the first chain read."""
         kind = MARKS.get(mark.state)
         news = self._plans.get(timeline.plan)
-        if kind is None or news is None or news.quiet or news.plan.height != timeline.height:
+        if kind is None or news is None or news.plan.height != timeline.height:
+            return
+        if news.quiet and not (live and kind in LIVE_AFTER_RESTART):
             return
         halted = timeline.at(tl.Stage.HALTED)
         fields: dict[str, Any] = {}
@@ -254,6 +262,9 @@ class Announcer:
             fields["halt_duration_seconds"] = timeline.halt_duration
         elif kind is EventType.STUCK:
             fields["halt_duration_seconds"] = timeline.halted_for(mark.at)
+        if news.held_halt is not None:  # the retag has not answered: who told the halt?
+            news.held_marks.append((self._event(news, kind, at=mark.at, **fields), live))
+            return
         self._tell(news, kind, at=mark.at, **fields)
 
     # --- helpers --------------------------------------------------------------------------
@@ -336,6 +347,9 @@ class Announcer:
         held, news.held_halt = news.held_halt, None
         if held is not None:
             self._queue(held)
+        marks, news.held_marks = news.held_marks, []
+        for event, _ in marks:
+            self._queue(event)
 
     def _tell(self, news: News, kind: EventType, **fields: Any) -> None:
         self._flush(news)

@@ -11,9 +11,11 @@ What is told, once per plan (README "Notifications"):
   told (first seen at T-30m: none; at T-2h: only the 1h one; so a restart never repeats a
   reminder). When both fall due at once (the ETA jumped), only the nearer one is sent.
 - `halted` is held back until the retag's first answer: `already_promoted` means another
-  process (this one before a restart) promoted and told it, so nothing more of that upgrade
-  is told: no halted, promoted, nudged, node_upgraded, resumed or stuck. Otherwise `halted`
-  goes out just before `promoted`, `conflict`, `source_missing` or at a registry error.
+  process (this one before a restart) promoted and told it, so this one tells no halted,
+  promoted or nudged, and of node_upgraded, resumed and stuck only the transitions it sees
+  happen itself (`live`: not already true at its first look at the chain, which the process
+  before it may have told). Otherwise `halted` goes out just before `promoted`, `conflict`,
+  `source_missing` or at a registry error; timeline marks seen meanwhile wait behind it.
 - `cancelled` / `replaced` only once `applied_plan` said 0, and only for plans seen here.
 """
 
@@ -45,6 +47,8 @@ MARKS = {
     tl.Stage.RESUMED: EventType.RESUMED,
     tl.Stage.STUCK: EventType.STUCK,
 }
+#: What a daemon that found the upgrade already promoted still tells: transitions it saw live.
+LIVE_AFTER_RESTART = frozenset({EventType.NODE_UPGRADED, EventType.RESUMED, EventType.STUCK})
 
 
 class Notifies(Protocol):
@@ -68,6 +72,8 @@ class News:
     missing_told: bool = False
     replaced_by: Plan | None = None
     held_halt: NotifyEvent | None = None
+    #: Timeline marks seen while `halted` waits for the retag's answer, with their `live`.
+    held_marks: list[tuple[NotifyEvent, bool]] = attrs.Factory(list)
     quiet: bool = False  # found already promoted: whoever promoted told the rest
 
 

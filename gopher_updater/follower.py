@@ -16,7 +16,9 @@ it can still see the chain resume; after `resumed` it stops reading.
 
 A restarted daemon picks the upgrade up from what its own poller finds: the halt (job with
 `halt_seen_at`) or the catch-up's applied plan, the target already at the digest
-(`already_promoted`), then applied_plan and heights as read here.
+(`already_promoted`), then applied_plan and heights as read here. Marks from the first
+successful chain read of an upgrade are not `live` (they may predate this process), which
+decides what a restarted daemon still announces.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class Follower:
     _view: UpgradeView = attrs.field(init=False, factory=UpgradeView)
     _chain_id: str | None = attrs.field(init=False, default=None)
     _read_failing: bool = attrs.field(init=False, default=False)
+    #: The upgrade (plan, height) the chain has been read for at least once: from then on a
+    #: mark is a transition seen live, not a state already true when this process looked.
+    _looked: tuple[str, int] | None = attrs.field(init=False, default=None)
     _channels: tuple[trio.MemorySendChannel[_Message], trio.MemoryReceiveChannel[_Message]] = (
         attrs.field(init=False, factory=lambda: trio.open_memory_channel[_Message](QUEUE_SIZE))
     )
@@ -209,6 +214,8 @@ class Follower:
         if latest is None or (latest.plan, latest.height) != (current.plan, current.height):
             return
         self._apply(latest, tl.ChainRead(self.clock(), block, applied, block_time))
+        if block is not None:
+            self._looked = (latest.plan, latest.height)
 
     def _apply(self, current: tl.Timeline, obs: tl.Observation) -> None:
         new, marks = tl.advance(current, obs)
@@ -223,7 +230,7 @@ class Follower:
             (log.error if mark.state is tl.Stage.STUCK else log.info)(
                 f"upgrade_{mark.state.value}", **fields
             )
-            self.announce.timeline_mark(new, mark)
+            self.announce.timeline_mark(new, mark, live=self._looked == (new.plan, new.height))
         self._view = UpgradeView(new)
         self._publish()
 

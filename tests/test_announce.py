@@ -179,8 +179,9 @@ async def test_a_plan_first_seen_halted_gets_no_scheduled() -> None:
     assert rec.types == ["halted", "promoted"]
 
 
-async def test_already_promoted_tells_nothing_of_that_upgrade() -> None:
-    """A restart after the promotion: no halted, no promoted, and no timeline after it."""
+async def test_already_promoted_tells_only_what_this_process_then_sees_happen() -> None:
+    """A restart after the promotion: no halted, promoted or nudged, no state it found true
+    at its first look; node_upgraded, resumed and stuck when it sees them happen."""
     rec = Recorder()
     a = Announcer(rec, tags=TAGS)
     plan = Plan("v2", 200)
@@ -189,9 +190,37 @@ async def test_already_promoted_tells_nothing_of_that_upgrade() -> None:
     a.promoted(job(plan), record(plan, Outcome.ALREADY_PROMOTED), None)
     timeline = tl.start("v2", 200, stuck_after=60, at=1.7e9)
     for stage in (tl.Stage.NUDGED, tl.Stage.NODE_UPGRADED, tl.Stage.RESUMED, tl.Stage.STUCK):
-        a.timeline_mark(timeline, tl.Mark(stage, 1.7e9))
+        a.timeline_mark(timeline, tl.Mark(stage, 1.7e9), live=False)
+    a.timeline_mark(timeline, tl.Mark(tl.Stage.NUDGED, 1.7e9 + 1), live=True)
     a.tick()
     assert rec.events == []
+    for stage in (tl.Stage.STUCK, tl.Stage.NODE_UPGRADED, tl.Stage.RESUMED):
+        a.timeline_mark(timeline, tl.Mark(stage, 1.7e9 + 2), live=True)
+    assert rec.types == ["stuck", "node_upgraded", "resumed"]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (Outcome.PROMOTED, ["halted", "node_upgraded", "resumed", "promoted"]),
+        (Outcome.ALREADY_PROMOTED, ["resumed"]),
+    ],
+)
+async def test_marks_before_the_retag_answers_wait_behind_the_halt(
+    outcome: Outcome, expected: list[str]
+) -> None:
+    """The follower may read the chain before the retag answers: what it sees waits; it goes
+    out behind `halted` on a promotion, and only if seen live on `already_promoted`."""
+    rec = Recorder()
+    a = Announcer(rec, tags=TAGS)
+    plan = Plan("v2", 200)
+    a.halted(job(plan, halt_seen_at=trio.current_time()), 1.7e9)
+    timeline = tl.start("v2", 200, stuck_after=60, at=1.7e9)
+    a.timeline_mark(timeline, tl.Mark(tl.Stage.NODE_UPGRADED, 1.7e9 + 1), live=False)
+    a.timeline_mark(timeline, tl.Mark(tl.Stage.RESUMED, 1.7e9 + 2), live=True)
+    assert rec.events == [], "nothing before the retag's answer"
+    a.promoted(job(plan), record(plan, outcome), 0.1)
+    assert rec.types == expected
 
 
 async def test_source_moved_then_promoted_and_conflict_flush_the_halt() -> None:

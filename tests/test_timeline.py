@@ -201,6 +201,48 @@ async def test_follower_follows_only_the_newest_upgrade(autojump_clock: Any) -> 
         nursery.cancel_scope.cancel()
 
 
+class MarksSeen:
+    """An announcer stand-in: the marks the follower hands over, with their `live` flag."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, bool]] = []
+
+    def halted(self, job: RetagJob, at: float) -> None:
+        pass
+
+    def promoted(self, job: RetagJob, record: Promotion, delay: float | None) -> None:
+        pass
+
+    def timeline_mark(self, timeline: Any, mark: Any, live: bool = True) -> None:
+        self.marks.append((mark.state.value, live))
+
+
+async def test_marks_at_the_first_chain_read_are_not_live(autojump_clock: Any) -> None:
+    """A restart finds the node already upgraded: that was true before this process looked.
+    The chain resuming afterwards is a transition it saw: live."""
+    chain = FakeChain()
+    chain.applied = H
+    seen = MarksSeen()
+    follower = Follower(
+        chain, UpgradeMetrics(CollectorRegistry()), stuck_after=30.0, poll_interval=60.0,
+        request_timeout=2.0, repository="r", clock=unix, announce=seen,  # type: ignore[arg-type]
+    )  # fmt: skip
+    job = RetagJob(
+        Plan("v2", H), "release-v2", "mainnet-v2", RetagReason.HALT,
+        halt_seen_at=trio.current_time(), chain_id="test-1",
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        await nursery.start(follower.run)
+        follower.job_started(job)
+        follower.settled(job, promotion(job, Outcome.ALREADY_PROMOTED))
+        await trio.sleep(1.0)
+        chain.block = H + 1
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    after_the_retag = [m for m in seen.marks if m[0] not in ("halted", "promoted")]
+    assert after_the_retag == [("node_upgraded", False), ("resumed", True)]
+
+
 # --- the wiring: worker hooks, problem kinds, the scrape-time health ------------------------
 
 

@@ -58,8 +58,9 @@ class Metrics:
         self.retags = Counter(f"{_NS}_retags", "Retag attempts by outcome", ["outcome"], registry=r)
         self.source_tag_present = Gauge(
             f"{_NS}_source_tag_present",
-            "1 if the source tag of the current/upcoming plan exists in the registry",
-            ["tag"],
+            "1 if the source tag exists in the registry; upgrade: scheduled (the current plan) "
+            "or upcoming (from governance)",
+            ["tag", "upgrade"],
             registry=r,
         )
         self.registry_requests = Counter(

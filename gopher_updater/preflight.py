@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import attrs
 import trio
@@ -21,7 +21,7 @@ import trio
 from gopher_updater.announce import Announcer
 from gopher_updater.logs import get_logger
 from gopher_updater.metrics import Metrics
-from gopher_updater.model import Digest
+from gopher_updater.model import Digest, Plan
 from gopher_updater.registry_errors import RegistryError
 from gopher_updater.rule import Tags, TagScheme
 from gopher_updater.views import ChainView, GovernanceView, Preflight, RegistryView, Wakeup
@@ -31,6 +31,8 @@ log = get_logger("gopher_updater.preflight")
 CREDENTIALS_RETRY = 15.0  # seconds until a failed credential check is repeated
 PREFLIGHT_UPCOMING = 5  # at most this many upcoming upgrades are preflighted
 
+Upgrade = Literal["scheduled", "upcoming"]
+
 
 class RegistryProbe(Protocol):
     async def check_push_access(self) -> None: ...
@@ -38,24 +40,36 @@ class RegistryProbe(Protocol):
     async def digest(self, tag: str) -> Digest | None: ...
 
 
-def wanted_tags(chain: ChainView, governance: GovernanceView, tags: TagScheme) -> list[str]:
+@attrs.frozen
+class Wanted:
+    """A source tag to preflight, and why: the scheduled plan's, or an upcoming upgrade's.
+
+    The difference matters to whoever is alerted: a missing image for the scheduled plan is
+    an upgrade that will stall; one for a proposal still being voted on may never be needed.
+    """
+
+    tag: str
+    upgrade: Upgrade
+
+
+def wanted_tags(chain: ChainView, governance: GovernanceView, tags: TagScheme) -> list[Wanted]:
     """Source tags to preflight: the current plan's and the next upcoming upgrades'.
 
     Plans already promoted are left out; names that cannot become tags are the poller's to
     report, not ours to HEAD.
     """
     watch = chain.watch
-    plans = [watch.plan] if watch.plan else []
     height = watch.height
     upcoming = [u for u in governance.upcoming if height is None or u.plan.height > height]
-    plans += [u.plan for u in upcoming[:PREFLIGHT_UPCOMING]]
-    found: list[str] = []
-    for plan in plans:
-        if plan.name in watch.promoted:
-            continue
+    plans: list[tuple[Plan, Upgrade]] = [(watch.plan, "scheduled")] if watch.plan else []
+    plans += [(u.plan, "upcoming") for u in upcoming[:PREFLIGHT_UPCOMING]]
+    found: list[Wanted] = []
+    for plan, upgrade in plans:
         named = tags.for_plan(plan)
-        if isinstance(named, Tags) and named.source not in found:
-            found.append(named.source)
+        if not isinstance(named, Tags) or plan.name in watch.promoted:
+            continue
+        if named.source not in {w.tag for w in found}:
+            found.append(Wanted(named.source, upgrade))
     return found
 
 
@@ -65,11 +79,12 @@ class RegistryWatch:
 
     registry: RegistryProbe
     metrics: Metrics
-    source_tags: Callable[[], list[str]]
+    source_tags: Callable[[], list[Wanted]]
     interval: float
     wakeup: Wakeup = attrs.Factory(Wakeup)
     announce: Announcer = attrs.Factory(Announcer)  # notifications: never blocks
     _view: RegistryView = attrs.field(init=False, factory=RegistryView)
+    _series: dict[str, str] = attrs.field(init=False, factory=dict)  # tag -> its `upgrade` label
 
     @property
     def view(self) -> RegistryView:
@@ -103,10 +118,11 @@ class RegistryWatch:
             ok, error = True, None
         self._view = attrs.evolve(view, ok=ok, error=error, checked_unix=time.time())
 
-    async def preflight(self, source_tags: list[str]) -> None:
+    async def preflight(self, wanted: list[Wanted]) -> None:
         """HEAD each source tag; record and log changes (present <-> missing)."""
-        for tag in source_tags:
+        for tag, upgrade in ((w.tag, w.upgrade) for w in wanted):
             entry = self._view.preflight.get(tag, Preflight(source_tag=tag))
+            entry = attrs.evolve(entry, upgrade=upgrade)
             try:
                 digest = await self.registry.digest(tag)
             except RegistryError as exc:
@@ -126,15 +142,25 @@ class RegistryWatch:
                     present=present,
                     digest=str(digest) if digest else None,
                     checked_at=time.time(),
+                    upgrade=upgrade,
                 )
             )
-            self.metrics.source_tag_present.labels(tag=tag).set(1 if present else 0)
-        stale = set(self._view.preflight) - set(source_tags)
+            self._gauge(tag, upgrade, present)
+        stale = set(self._view.preflight) - {w.tag for w in wanted}
         if stale:
             kept = {t: p for t, p in self._view.preflight.items() if t not in stale}
             self._view = attrs.evolve(self._view, preflight=kept)
             for tag in stale:
-                self.metrics.source_tag_present.remove(tag)
+                self._gauge(tag, None, None)
+
+    def _gauge(self, tag: str, upgrade: str | None, present: bool | None) -> None:
+        """One series per tag: a proposal that passes moves its tag from upcoming to scheduled."""
+        was = self._series.pop(tag, None)
+        if was is not None and was != upgrade:
+            self.metrics.source_tag_present.remove(tag, was)
+        if upgrade is not None and present is not None:
+            self.metrics.source_tag_present.labels(tag=tag, upgrade=upgrade).set(int(present))
+            self._series[tag] = upgrade
 
     def _record(self, entry: Preflight) -> None:
         self._view = attrs.evolve(

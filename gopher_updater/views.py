@@ -195,6 +195,7 @@ class Preflight:
     digest: str | None = None
     checked_at: float | None = None  # unix time
     error: str | None = None
+    upgrade: str | None = None  # "scheduled" (the current plan's) or "upcoming" (governance)
 
 
 def _read_only(entries: Mapping[str, Preflight]) -> Mapping[str, Preflight]:

@@ -130,7 +130,7 @@ def test_promtool_lints_our_metrics_page_clean() -> None:
     metrics.polls.labels(result="ok").inc()
     metrics.poll_duration.observe(0.05)
     metrics.retags.labels(outcome="promoted").inc()
-    metrics.source_tag_present.labels(tag="release-v1.2.3").set(1)
+    metrics.source_tag_present.labels(tag="release-v1.2.3", upgrade="scheduled").set(1)
     metrics.registry_requests.labels(method="HEAD", code="200").inc()
     metrics.last_successful_poll.set(1_700_000_000)
     flux.count("accepted")

@@ -57,11 +57,12 @@ async def metrics_text(url: str) -> str:
         return (await client.get(url + "/metrics", timeout=5)).text
 
 
-def metric(text: str, name: str, **labels: str) -> float:
+def metric(text: str, name: str, absent: float | None = 0.0, **labels: str) -> float | None:
+    """The sample's value; `absent` when the page has no such series."""
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if labels else "") + r" (\S+)"
     found = re.search(r"^" + pattern + "$", text, re.M)
-    return float(found.group(1)) if found else 0.0
+    return float(found.group(1)) if found else absent
 
 
 def registry_requests(text: str) -> float:
@@ -334,8 +335,9 @@ async def test_upcoming_upgrades_from_governance_are_preflighted(
     assert body["preflight"]["release-v21"]["present"] is True
     assert "release-v19" not in body["preflight"] and "release-v22" not in body["preflight"]
     text = await metrics_text(d.url)
-    assert metric(text, "gopher_updater_source_tag_present", tag="release-v20") == 0
-    assert metric(text, "gopher_updater_source_tag_present", tag="release-v21") == 1
+    upcoming = "gopher_updater_source_tag_present"
+    assert metric(text, upcoming, tag="release-v20", upgrade="upcoming", absent=None) == 0
+    assert metric(text, upcoming, tag="release-v21", upgrade="upcoming") == 1
     assert await head(reg, unique_repo, "mainnet-v21") is None  # early warning, never a trigger
 
 
@@ -420,7 +422,10 @@ async def test_ops_endpoints_readiness_metrics_pprof_and_no_secrets(
     ):
         assert re.search(rf"^{name}[{{ ]", text, re.M), name
     assert metric(text, "gopher_updater_upgrade_height") == 200
-    assert metric(text, "gopher_updater_source_tag_present", tag="release-v9") == 1
+    assert (
+        metric(text, "gopher_updater_source_tag_present", tag="release-v9", upgrade="scheduled")
+        == 1
+    )
 
     pages = {}
     async with httpx.AsyncClient(timeout=10) as client:

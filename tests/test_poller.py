@@ -21,7 +21,7 @@ from gopher_updater.governance import Governance
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Height, Plan, PlanAnswer, ProposalStatus, RetagJob, UpgradeProposal
 from gopher_updater.poller import Poller
-from gopher_updater.preflight import wanted_tags
+from gopher_updater.preflight import Wanted, wanted_tags
 from gopher_updater.views import GovernanceView, Problems, PromotionsView, RegistryView, Wakeup
 from gopher_updater.worker import JobQueue
 
@@ -318,7 +318,7 @@ async def test_governance_publishes_its_view_and_feeds_the_catch_up(
     assert view.proposals is not None and {p.id for p in view.proposals} == {1, 2}
     assert [u.plan for u in view.upcoming] == [ahead]
     assert r.jobs() == [job(old, "catch-up")]
-    assert wanted_tags(r.poller.view, view, TAGS) == ["release-v3"]
+    assert wanted_tags(r.poller.view, view, TAGS) == [Wanted("release-v3", "upcoming")]
 
 
 async def test_ops_assembly_reads_every_owners_problems(autojump_clock: Any) -> None:

@@ -17,7 +17,7 @@ import trio.testing
 from gopher_updater.manifest import Outcome, RetagOutcome
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Digest, Plan, RetagJob
-from gopher_updater.preflight import CREDENTIALS_RETRY, RegistryWatch
+from gopher_updater.preflight import CREDENTIALS_RETRY, RegistryWatch, Wanted
 from gopher_updater.registry_errors import RegistryUnavailable
 from gopher_updater.views import PromotionsView, Wakeup
 from gopher_updater.worker import (
@@ -176,7 +176,8 @@ async def test_registry_watch_retries_failed_credentials_sooner(autojump_clock: 
     interval = 300.0
     registry = FlakyCredentials(failures=2)
     metrics, wakeup = Metrics(), Wakeup()
-    watch = RegistryWatch(registry, metrics, lambda: ["release-v2"], interval, wakeup=wakeup)
+    wanted = [Wanted("release-v2", "scheduled")]
+    watch = RegistryWatch(registry, metrics, lambda: wanted, interval, wakeup=wakeup)
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
         await nursery.start(watch.run)
@@ -195,19 +196,46 @@ async def test_registry_watch_retries_failed_credentials_sooner(autojump_clock: 
     state = watch.view
     assert state.ok is True and state.error is None
     assert state.preflight["release-v2"].present is True
-    assert metrics.source_tag_present.labels(tag="release-v2")._value.get() == 1
+    assert metrics.source_tag_present.labels("release-v2", "scheduled")._value.get() == 1
 
 
 async def test_registry_watch_wakes_up_when_poked(autojump_clock: Any) -> None:
     registry = FlakyCredentials(failures=0)
     metrics, wakeup = Metrics(), Wakeup()
-    tags = ["release-v2"]
+    tags = [Wanted("release-v2", "scheduled")]
     watch = RegistryWatch(registry, metrics, lambda: tags, interval=600, wakeup=wakeup)
     async with trio.open_nursery() as nursery:
         await nursery.start(watch.run)
         await trio.sleep(10)
-        tags.append("release-v3")  # a new plan appeared: preflight it now, not in 10 minutes
+        # a new plan appeared: preflight it now, not in 10 minutes
+        tags.append(Wanted("release-v3", "upcoming"))
         wakeup.poke()
         await trio.sleep(1)
         nursery.cancel_scope.cancel()
     assert [tag for tag, t in registry.heads if t >= 10] == ["release-v2", "release-v3"]
+
+
+def present_series(metrics: Metrics) -> dict[tuple[str, str], float]:
+    return {
+        (sample.labels["tag"], sample.labels["upgrade"]): sample.value
+        for family in metrics.source_tag_present.collect()
+        for sample in family.samples
+    }
+
+
+async def test_preflight_series_say_scheduled_or_upcoming_one_per_tag() -> None:
+    """A proposal that passes moves its tag from upcoming to scheduled (one series per tag,
+    so the alert on a scheduled plan's missing image sees it); a tag no longer wanted goes."""
+    metrics = Metrics()
+    wanted = [Wanted("release-v2", "scheduled"), Wanted("release-v3", "upcoming")]
+    watch = RegistryWatch(FlakyCredentials(failures=0), metrics, lambda: wanted, interval=60)
+    await watch.preflight(wanted)
+    assert present_series(metrics) == {
+        ("release-v2", "scheduled"): 1,
+        ("release-v3", "upcoming"): 1,
+    }
+    assert watch.view.preflight["release-v3"].upgrade == "upcoming"
+    await watch.preflight([Wanted("release-v3", "scheduled")])  # v2 applied, v3 passed
+    assert present_series(metrics) == {("release-v3", "scheduled"): 1}
+    assert watch.view.preflight["release-v3"].upgrade == "scheduled"
+    assert set(watch.view.preflight) == {"release-v3"}

@@ -63,4 +63,4 @@ test-quart-line python="python3.13": system-deps
     {{python}} -m venv .venv-quart-line
     .venv-quart-line/bin/python -m pip install --quiet -e '.[dev]'
     .venv-quart-line/bin/python -c 'import importlib.metadata as m; print("quart", m.version("quart"), "quart-trio", m.version("quart-trio"))'
-    GOPHER_UPDATER_NO_SKIP=1 .venv-quart-line/bin/pytest -q tests/test_ops.py tests/test_daemon.py
+    GOPHER_UPDATER_NO_SKIP=1 .venv-quart-line/bin/pytest -q -n 3 tests/test_ops.py tests/test_daemon.py

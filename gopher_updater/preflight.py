@@ -120,7 +120,8 @@ class RegistryWatch:
 
     async def preflight(self, wanted: list[Wanted]) -> None:
         """HEAD each source tag; record and log changes (present <-> missing)."""
-        for tag, upgrade in ((w.tag, w.upgrade) for w in wanted):
+        for want in wanted:
+            tag, upgrade = want.tag, want.upgrade
             entry = self._view.preflight.get(tag, Preflight(source_tag=tag))
             entry = attrs.evolve(entry, upgrade=upgrade)
             try:

@@ -32,10 +32,11 @@ test *args: setup system-deps
     GOPHER_UPDATER_NO_SKIP=1 {{bin}}/pytest -n 3 {{args}}
 
 # the fuzzers (config loader, chain decoders, registry parsers/client, notify/flux parsers) with
-# many more examples; 5000 per fuzz test took 7 min 14 s on a 2-core machine (registry ~5 min,
-# chain ~1 min, config ~1 min, notify/flux ~15 s); raise `examples` for longer: `just fuzz 20000`
+# many more examples, in 2 xdist workers (they are CPU-bound); 5000 per fuzz test took 5 min on a
+# 2-core machine (7 min 14 s in one process; the registry client fuzzer alone takes ~2.5 min);
+# raise `examples` for longer: `just fuzz 20000`
 fuzz examples="5000": setup system-deps
-    HYPOTHESIS_PROFILE=fuzz GOPHER_UPDATER_FUZZ_EXAMPLES={{examples}} GOPHER_UPDATER_NO_SKIP=1 {{bin}}/pytest -q -m fuzz -o timeout=3600 --durations=20
+    HYPOTHESIS_PROFILE=fuzz GOPHER_UPDATER_FUZZ_EXAMPLES={{examples}} GOPHER_UPDATER_NO_SKIP=1 {{bin}}/pytest -q -n 2 -m fuzz -o timeout=3600 --durations=20
 
 # run the daemon with the configuration in the environment
 run: setup

@@ -4,29 +4,36 @@
     └── root nursery
         ├── ops app (Quart-Trio on Hypercorn's trio worker; graceful on `shutdown`)
         │     reads Views.snapshot(): the views the tasks below publish, never a request
-        └── task nursery (any crash ends them all; the daemon exits non-zero)
-            ├── signal watcher      SIGTERM/SIGINT -> cancel the task nursery
-            ├── chain poller        Poller: every LCD endpoint at once (LcdPool): current_plan
-            │                       (+ blocks/latest near H) -> rule -> RetagJobs;
-            │                       publishes ChainView (with each endpoint's health)
-            ├── governance reader   Governance: proposals at start-up, then every 10 polls;
-            │                       publishes GovernanceView
-            ├── retag worker        RetagWorker: RetagJob channel -> registry; publishes
-            │                       PromotionsView
-            ├── registry watch      RegistryWatch: push credentials + source-tag preflight;
-            │                       publishes RegistryView
-            ├── upgrade follower    Follower: the timeline from the halt until the chain
-            │                       runs again (worker hooks, own LCD reads); UpgradeView
-            ├── flux nudger         Nudger (only with FLUX_RECEIVER_URL): the follower
-            │                       queues a nudge per settled promotion
-            ├── notifier            Notifier (only with NOTIFY_WEBHOOK_URL / NOTIFY_URLS):
-            │                       one task and bounded queue per service
-            └── announcer           Announcer: the tasks above tell it their facts (never
-                                    blocking); it sends `scheduled` and the reminders
-                                    from the published ChainView
+        └── notifier nursery
+            ├── notifier            Notifier (only with NOTIFY_WEBHOOK_URL / NOTIFY_URLS): one
+            │                       task and bounded queue per service; it outlives the task
+            │                       nursery by up to NOTIFY_DRAIN seconds (below)
+            └── task nursery (any crash ends them all; the daemon exits non-zero)
+                ├── signal watcher      SIGTERM/SIGINT -> cancel the task nursery
+                ├── chain poller        Poller: every LCD endpoint at once (LcdPool):
+                │                       current_plan (+ blocks/latest near H) -> rule ->
+                │                       RetagJobs; publishes ChainView (with each
+                │                       endpoint's health)
+                ├── governance reader   Governance: proposals at start-up, then every 10
+                │                       polls; publishes GovernanceView
+                ├── retag worker        RetagWorker: RetagJob channel -> registry;
+                │                       publishes PromotionsView
+                ├── registry watch      RegistryWatch: push credentials + source-tag
+                │                       preflight; publishes RegistryView
+                ├── upgrade follower    Follower: the timeline from the halt until the chain
+                │                       runs again (worker hooks, own LCD reads);
+                │                       UpgradeView
+                ├── flux nudger         Nudger (only with FLUX_RECEIVER_URL): the follower
+                │                       queues a nudge per settled promotion
+                └── announcer           Announcer: the tasks above tell it their facts
+                                        (never blocking); it sends `scheduled` and the
+                                        reminders from the published ChainView
 
-When the task nursery ends (signal or crash), `shutdown` is set so Hypercorn closes its
-connections gracefully; the process exits 0 on a signal and 1 on a crash.
+When the task nursery ends (signal or crash), the notifier gets NOTIFY_DRAIN seconds to
+deliver what is queued (a SIGTERM right after a promotion must not lose its `promoted`: the
+restarted daemon finds `already_promoted` and will not tell it), then `shutdown` is set so
+Hypercorn closes its connections gracefully; the process exits 0 on a signal and 1 on a
+crash. A cancellation from outside `run` (tests, embedding) stops everything at once.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from gopher_updater.worker import JobQueue, RetagWorker
 log = get_logger("gopher_updater.daemon")
 
 JOB_QUEUE_SIZE = 16
+NOTIFY_DRAIN = 5.0  # seconds queued notifications get to go out at shutdown
 REGISTRY_DEADLINE_FACTOR = 6  # a retag, retries included, gets 6 x REQUEST_TIMEOUT
 
 
@@ -205,24 +213,40 @@ async def run(
             urls = await root.start(ops.serve, app, cfg.http_host, cfg.http_port, shutdown)
             log.info("ops endpoints listening", urls=urls)
             try:
-                async with trio.open_nursery() as tasks:
-                    if handle_signals:
-                        tasks.start_soon(watch_signals, tasks.cancel_scope)
+                async with trio.open_nursery() as telling:
                     if notifier is not None:  # first: events queued meanwhile just wait
-                        await tasks.start(notifier.run, name="notifier")
-                    await tasks.start(poller.run, name="chain poller")
-                    await tasks.start(governance.run, poller, name="governance reader")
-                    await tasks.start(worker.run, receive, name="retag worker")
-                    await tasks.start(watch.run, name="registry watch")
-                    await tasks.start(follower.run, name="upgrade follower")
-                    if nudger is not None:
-                        await tasks.start(nudger.run, name="flux nudger")
-                    if notifier is not None:
-                        await tasks.start(announcer.run, poller, chain, name="announcer")
-                    task_status.started(urls)
+                        await telling.start(notifier.run, name="notifier")
+                    try:
+                        async with trio.open_nursery() as tasks:
+                            if handle_signals:
+                                tasks.start_soon(watch_signals, tasks.cancel_scope)
+                            await tasks.start(poller.run, name="chain poller")
+                            await tasks.start(governance.run, poller, name="governance reader")
+                            await tasks.start(worker.run, receive, name="retag worker")
+                            await tasks.start(watch.run, name="registry watch")
+                            await tasks.start(follower.run, name="upgrade follower")
+                            if nudger is not None:
+                                await tasks.start(nudger.run, name="flux nudger")
+                            if notifier is not None:
+                                await tasks.start(announcer.run, poller, chain, name="announcer")
+                            task_status.started(urls)
+                    finally:
+                        if notifier is not None:
+                            _drain(notifier, telling.cancel_scope)
             finally:
                 shutdown.set()
     log.info("stopped")
+
+
+def _drain(notifier: Notifier, scope: trio.CancelScope) -> None:
+    """The tasks have ended: no more events. Give what is queued NOTIFY_DRAIN seconds."""
+    pending = notifier.pending()
+    notifier.close()  # its run() returns once every queue is delivered or given up on
+    if pending:
+        log.info("notifications_draining", pending=pending, within_seconds=NOTIFY_DRAIN)
+        scope.deadline = min(scope.deadline, trio.current_time() + NOTIFY_DRAIN)
+    else:
+        scope.cancel()  # nothing queued: an in-flight retry is not worth waiting for
 
 
 def _notifications(

@@ -91,6 +91,7 @@ class _ChannelState:
     send: trio.MemorySendChannel[NotifyEvent]
     receive: trio.MemoryReceiveChannel[NotifyEvent]
     available: bool = True
+    in_flight: NotifyEvent | None = None  # taken off the queue, not yet settled
     last_event: str | None = None
     last_outcome: str | None = None
     last_at: float | None = None
@@ -173,6 +174,13 @@ class Notifier:
         for state in self._states:
             state.send.close()
 
+    def pending(self) -> int:
+        """Events queued or being sent, over all channels (what a shutdown would lose)."""
+        return sum(
+            s.receive.statistics().current_buffer_used + (s.in_flight is not None)
+            for s in self._states
+        )
+
     def status(self) -> NotifierStatus:
         return NotifierStatus(
             channels=tuple(s.snapshot() for s in self._states),
@@ -205,11 +213,27 @@ class Notifier:
                     error=type(exc).__name__,
                 )
             async with state.receive:
-                async for event in state.receive:
-                    if state.available:
-                        await self._deliver(state, event)
-                    else:
-                        self._record(state, event, "dropped", state.last_error or "unavailable")
+                try:
+                    async for event in state.receive:
+                        state.in_flight = event
+                        if state.available:
+                            await self._deliver(state, event)
+                        else:
+                            self._record(state, event, "dropped", state.last_error or "unavailable")
+                        state.in_flight = None
+                finally:
+                    self._give_up(state)
+
+    def _give_up(self, state: _ChannelState) -> None:
+        """Cancelled (shutdown): what was being sent and what is still queued is dropped,
+        each counted and logged, so the operator knows which messages never went out."""
+        left = [] if state.in_flight is None else [state.in_flight]
+        state.in_flight = None
+        with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            while True:
+                left.append(state.receive.receive_nowait())
+        for event in left:
+            self._record(state, event, "dropped", "not delivered at shutdown")
 
     async def _try(self, channel: Channel, event: NotifyEvent) -> Attempt:
         with trio.move_on_after(self._policy.attempt_timeout):

@@ -281,6 +281,40 @@ async def test_a_full_queue_drops_and_counts_without_blocking(autojump_clock: ob
     assert fine_counts["sent"] == 2 * len(first) and fine_counts["dropped"] == 0
 
 
+async def test_a_shutdown_counts_what_it_drops(autojump_clock: object) -> None:
+    """`pending` is what a shutdown would lose (in flight + queued); cancelled, each of those
+    is counted and logged as dropped, never silently lost."""
+    hung, fine = FakeChannel("hung", hang=True), FakeChannel("ok")
+    notifier = Notifier([hung, fine])
+    events = timeline()[:3]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(notifier.run)
+        for e in events:
+            notifier.notify_nowait(e)
+        await trio.sleep(0.5)  # ok delivered all; hung holds 1 in flight and 2 queued
+        assert notifier.pending() == len(events)
+        nursery.cancel_scope.cancel()
+    hung_counts, fine_counts = (dict(c.counts) for c in notifier.status().channels)
+    assert hung_counts["dropped"] == len(events) and hung_counts["sent"] == 0
+    assert fine_counts["sent"] == len(events) and fine_counts["dropped"] == 0
+    assert notifier.pending() == 0
+
+
+async def test_closing_delivers_what_is_queued_then_returns(autojump_clock: object) -> None:
+    slow = FakeChannel("slow", delay=2)
+    notifier = Notifier([slow])
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(notifier.run)
+        for e in timeline()[:3]:
+            notifier.notify_nowait(e)
+        notifier.close()  # run() returns once the queue is delivered
+    assert slow.delivered == [e.type.value for e in timeline()[:3]]
+    # the fake takes delay x (n % 3) seconds on its n-th send: sent in turn, nothing dropped
+    assert trio.current_time() - start == pytest.approx(sum(2 * (n % 3) for n in (1, 2, 3)))
+    assert notifier.pending() == 0
+
+
 class BrokenSetup(FakeChannel):
     """Set-up is slow and then fails, as Apprise would if its import broke at run time."""
 

@@ -5,6 +5,7 @@ webhook, and Apprise's `json://`). What the team hears is read where it lands: t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import pytest
 import trio
 
+from gopher_updater.daemon import NOTIFY_DRAIN
 from gopher_updater.testing.fluxsim import FluxSim
 from gopher_updater.testing.notifysink import NotifySink, Post
 from gopher_updater.testing.registry import RunningRegistry
@@ -264,6 +266,39 @@ async def test_a_restart_after_the_promotion_repeats_nothing_and_tells_the_resum
     after = types(sink.posts_to(HOOK))
     assert after == [*types(told), "node_upgraded", "resumed"], after
     assert body["channels"][0]["counts"]["sent"] == 2
+
+
+async def test_a_sigterm_right_after_the_promotion_still_tells_it(
+    nursery: trio.Nursery,
+    registry_none: RunningRegistry,
+    unique_repo: str,
+    sink: NotifySink,
+    tmp_path: Path,
+) -> None:
+    """Pods get rolled around the halt. A SIGTERM while `halted` and `promoted` are still
+    queued gives them NOTIFY_DRAIN seconds: a restarted daemon finds `already_promoted` and
+    would never tell them."""
+    reg = registry_none
+    reg.push_image(unique_repo, "release-v7")
+    sim = await start_sim(nursery, height=100, block_time=1.0, upgrade_after=None)
+    sim.schedule_plan("v7", sim.height + 3)
+    env = daemon_env(sim.url, reg, unique_repo, **notify_env(sink, NOTIFY_URLS=""))
+    log = tmp_path / "daemon.log"
+    proc, url = spawn_daemon(env, log=log)
+    try:
+        await trio.to_thread.run_sync(lambda: wait_http(url + "/readyz", status=200))
+        await posts(sink, HOOK, 1, within=6)  # scheduled
+        sink.hang_all(1.0)  # from now on the service takes 1 s to answer each post
+        await wait_until(lambda: state_is(url, "promoted"), within=10)
+        assert types(sink.posts_to(HOOK)) == ["scheduled"], "halted is still in flight"
+    finally:
+        begun = time.monotonic()
+        code = stop(proc)
+        took = time.monotonic() - begun
+    assert code == 0
+    assert types(sink.posts_to(HOOK)) == ["scheduled", "halted", "promoted"]
+    assert took < NOTIFY_DRAIN + 3, took
+    assert "notifications_draining" in log.read_text()
 
 
 async def _equals(value: Any, expected: str) -> bool:

@@ -45,7 +45,7 @@ from gopher_updater.logs import get_logger
 from gopher_updater.manifest import Outcome
 from gopher_updater.model import Plan, RetagJob
 from gopher_updater.notify import EventType, NotifyEvent
-from gopher_updater.rule import Tags, TagScheme
+from gopher_updater.rule_records import Tags, TagScheme
 from gopher_updater.views import ChainView, Promotion, Publishes, Wakeup
 
 log = get_logger("gopher_updater.announce")

@@ -29,7 +29,7 @@ import attrs
 from gopher_updater import timeline as tl
 from gopher_updater.model import Height, Plan
 from gopher_updater.notify import EventType, NotifyEvent
-from gopher_updater.rule import Tags
+from gopher_updater.rule_records import Tags
 from gopher_updater.views import ChainView
 
 TICK = 30.0  # seconds between reminder checks

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gopher_updater.model import PlanAnswer
-    from gopher_updater.rule import WatchState
+    from gopher_updater.rule_records import WatchState
 
 #: Height change points kept for the block-time estimate.
 MAX_SAMPLES = 32

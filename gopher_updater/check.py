@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import trio
 
-from gopher_updater import cadence, rule
+from gopher_updater import cadence, rule_records
 from gopher_updater.chain import ChainClient
 from gopher_updater.chain_errors import ChainError
 from gopher_updater.config import Config
@@ -102,8 +102,8 @@ async def run_check(cfg: Config, out: list[str]) -> bool:
             return False
         say(OK, f"registry {registry_url}: credentials accepted with push scope")
         if plan is not None:
-            tags = rule.TagScheme(cfg.source_prefix, cfg.target_prefix).for_plan(plan)
-            if isinstance(tags, rule.InvalidPlanName):
+            tags = rule_records.TagScheme(cfg.source_prefix, cfg.target_prefix).for_plan(plan)
+            if isinstance(tags, rule_records.InvalidPlanName):
                 say(BAD, f"plan name cannot become a tag: {tags.reason}")
                 return False
             try:

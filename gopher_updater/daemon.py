@@ -46,7 +46,7 @@ from contextlib import asynccontextmanager
 import httpx
 import trio
 
-from gopher_updater import __version__, ops, rule
+from gopher_updater import __version__, ops, rule_records
 from gopher_updater.announce import Announcer
 from gopher_updater.chain import ChainClient
 from gopher_updater.config import Config
@@ -128,7 +128,7 @@ async def run(
 ) -> None:
     """Run the daemon until cancelled or signalled; started() with the ops URLs."""
     metrics = Metrics()
-    tags = rule.TagScheme(cfg.source_prefix, cfg.target_prefix)
+    tags = rule_records.TagScheme(cfg.source_prefix, cfg.target_prefix)
     send, receive = trio.open_memory_channel[RetagJob](JOB_QUEUE_SIZE)
     queue = JobQueue(send)
     preflight = Wakeup()  # the registry watch's: a new plan or upcoming upgrade to check
@@ -250,7 +250,7 @@ def _drain(notifier: Notifier, scope: trio.CancelScope) -> None:
 
 
 def _notifications(
-    cfg: Config, tags: rule.TagScheme, metrics: Metrics
+    cfg: Config, tags: rule_records.TagScheme, metrics: Metrics
 ) -> tuple[Notifier | None, Announcer]:
     """The Notifier and the Announcer feeding it; without a channel, a silent Announcer."""
     settings = cfg.notify

@@ -32,7 +32,7 @@ import attrs
 import httpx
 import trio
 
-from gopher_updater import rule
+from gopher_updater import rule_records
 from gopher_updater.chain import ChainClient
 from gopher_updater.chain_errors import ChainError, ChainTimeout
 from gopher_updater.chain_gov import UpgradeListing
@@ -140,13 +140,13 @@ class LcdPool:
         self,
         needs_block: Callable[[PlanAnswer], bool],
         wants_reread: Callable[[PlanAnswer, Height | None], bool],
-        enough: Callable[[Sequence[rule.Sighting]], bool] = lambda _: False,
-    ) -> tuple[rule.Sighting, ...]:
+        enough: Callable[[Sequence[rule_records.Sighting]], bool] = lambda _: False,
+    ) -> tuple[rule_records.Sighting, ...]:
         """Ask every endpoint due (see the module docstring); one `Sighting` per endpoint
         asked, in `RPC_URL` order (a failed or cut-off one has `plan` None)."""
         now = trio.current_time()
         due = [m for m in self._members if m.retry_at <= now] or list(self._members)
-        results: dict[str, rule.Sighting] = {}
+        results: dict[str, rule_records.Sighting] = {}
         errors: dict[str, str] = {}
         changed = trio.Event()
 
@@ -189,7 +189,7 @@ class LcdPool:
         self._settle(due, results, errors)
         asked = {m.label for m in due}
         return tuple(
-            results.get(m.label, rule.Sighting(m.label, None))
+            results.get(m.label, rule_records.Sighting(m.label, None))
             for m in self._members
             if m.label in asked
         )
@@ -199,7 +199,7 @@ class LcdPool:
         member: _Member,
         needs_block: Callable[[PlanAnswer], bool],
         wants_reread: Callable[[PlanAnswer, Height | None], bool],
-    ) -> rule.Sighting:
+    ) -> rule_records.Sighting:
         chain = member.chain
         with trio.fail_after(self.request_timeout):
             answer = await self._ask(member, "current_plan", chain.current_plan)
@@ -217,10 +217,10 @@ class LcdPool:
                         plan=answer.plan.name[:200] if answer.plan else None,
                         error=str(exc),
                     )
-        return rule.Sighting(member.label, answer, height, reread)
+        return rule_records.Sighting(member.label, answer, height, reread)
 
     def _settle(
-        self, due: list[_Member], results: dict[str, rule.Sighting], errors: dict[str, str]
+        self, due: list[_Member], results: dict[str, rule_records.Sighting], errors: dict[str, str]
     ) -> None:
         """Record each endpoint's health after a poll; log only changes."""
         now, unix = trio.current_time(), time.time()
@@ -248,18 +248,18 @@ class LcdPool:
     # --- applied_plan from several endpoints ----------------------------------------------
 
     async def applied(
-        self, name: str, sightings: Sequence[rule.Sighting]
-    ) -> tuple[rule.AppliedAnswer, ...]:
+        self, name: str, sightings: Sequence[rule_records.Sighting]
+    ) -> tuple[rule_records.AppliedAnswer, ...]:
         """`applied_plan/{name}` from every endpoint that answered this poll, concurrently.
 
         Raises the first `ChainError` when no endpoint answered (so a single endpoint
         fails exactly as `ChainClient.applied_height` does)."""
         members = {m.label: m for m in self._members}
         asked = [s for s in sightings if s.plan is not None and s.endpoint in members]
-        answers: list[rule.AppliedAnswer] = []
+        answers: list[rule_records.AppliedAnswer] = []
         failures: list[BaseException] = []
 
-        async def one(s: rule.Sighting) -> None:
+        async def one(s: rule_records.Sighting) -> None:
             member = members[s.endpoint]
             try:
                 with trio.fail_after(self.request_timeout):
@@ -269,7 +269,7 @@ class LcdPool:
             except (ChainError, trio.TooSlowError) as exc:
                 failures.append(exc)
                 return
-            answers.append(rule.AppliedAnswer(s.endpoint, height, s))
+            answers.append(rule_records.AppliedAnswer(s.endpoint, height, s))
 
         async with trio.open_nursery() as nursery:
             for s in asked:

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import trio
 
-from gopher_updater import cadence, rule
+from gopher_updater import cadence, quorum, rule, rule_records
 from gopher_updater.announce import Announcer
 from gopher_updater.chain_errors import ChainError
 from gopher_updater.lcd_pool import ChainReader, LcdPool
@@ -45,7 +45,7 @@ class Poller:
     chain: ChainReader | LcdPool
     metrics: Metrics
     queue: JobQueue
-    tags: rule.TagScheme
+    tags: rule_records.TagScheme
     governance: Publishes[GovernanceView]
     preflight: Wakeup  # the registry watch's: poked when a new plan appears
     poll_interval: float
@@ -53,8 +53,8 @@ class Poller:
     poll_now: Wakeup = attrs.Factory(Wakeup)  # cuts the poller's sleep short
     first_poll: trio.Event = attrs.Factory(trio.Event)  # set once a poll has finished
     announce: Announcer = attrs.Factory(Announcer)  # notifications: never blocks
-    _watch: rule.WatchState = attrs.field(init=False, factory=rule.WatchState)
-    _watch_view: rule.WatchView = attrs.field(init=False, factory=rule.WatchView)
+    _watch: rule_records.WatchState = attrs.field(init=False, factory=rule_records.WatchState)
+    _watch_view: rule_records.WatchView = attrs.field(init=False, factory=rule_records.WatchView)
     _view: ChainView = attrs.field(init=False)
     _last_ok: float | None = attrs.field(init=False, default=None)
     _last_ok_unix: float | None = attrs.field(init=False, default=None)
@@ -122,16 +122,16 @@ class Poller:
         sightings = await pool.sight(
             needs_block=lambda answer: cadence.needs_latest_block(watch, answer),
             wants_reread=lambda answer, height: (
-                rule.shows_halt(watch.promoted, answer, height) is not None
+                quorum.shows_halt(watch.promoted, answer, height) is not None
             ),
             enough=lambda seen: any(
                 len(names) >= pool.quorum
-                for names in rule.halt_witnesses(watch.promoted, seen).values()
+                for names in quorum.halt_witnesses(watch.promoted, seen).values()
             ),
         )
         now = trio.current_time()
         self.metrics.poll_duration.observe(now - started)
-        lead = rule.lead(sightings, now)
+        lead = quorum.lead(sightings, now)
         error = None
         if lead.plan is None:
             errors = [e.last_error for e in pool.view.endpoints if e.last_error]
@@ -170,8 +170,10 @@ class Poller:
 
     # --- decisions ------------------------------------------------------------------------
 
-    async def _act(self, decision: rule.Decision, sightings: Sequence[rule.Sighting]) -> None:
-        if isinstance(decision, rule.Promote):
+    async def _act(
+        self, decision: rule_records.Decision, sightings: Sequence[rule_records.Sighting]
+    ) -> None:
+        if isinstance(decision, rule_records.Promote):
             job = decision.job
             if await self.queue.submit(job):
                 log.info(
@@ -182,9 +184,9 @@ class Poller:
                     target_tag=job.target_tag,
                     reason=job.reason,
                 )
-        elif isinstance(decision, rule.CheckApplied):
+        elif isinstance(decision, rule_records.CheckApplied):
             await self._check_applied(decision, sightings)
-        elif isinstance(decision, rule.InvalidPlanName):
+        elif isinstance(decision, rule_records.InvalidPlanName):
             plan = decision.plan
             self._problems = self._problems.report(
                 plan.name[:200], f"plan {plan.name[:80]!r}: {decision.reason}"
@@ -200,7 +202,7 @@ class Poller:
                 self.announce.invalid_plan(plan, decision.reason)
 
     async def _check_applied(
-        self, check: rule.CheckApplied, sightings: Sequence[rule.Sighting]
+        self, check: rule_records.CheckApplied, sightings: Sequence[rule_records.Sighting]
     ) -> None:
         pool = self.pool
         try:
@@ -212,7 +214,7 @@ class Poller:
             )
             return
         floor = self._watch.height
-        applied = rule.applied_by_quorum(check, answers, quorum=pool.quorum, floor=floor)
+        applied = quorum.applied_by_quorum(check, answers, quorum=pool.quorum, floor=floor)
         if applied is None:
             self._applied_failures += 1
             log.warning(
@@ -224,7 +226,9 @@ class Poller:
             return
         self._applied_failures = 0
         step = self._adopt(rule.on_applied(self._watch, check, applied, tags=self.tags))
-        if isinstance(step.decision, rule.CheckApplied | rule.ConfirmHalt):  # pragma: no cover
+        if isinstance(
+            step.decision, rule_records.CheckApplied | rule_records.ConfirmHalt
+        ):  # pragma: no cover
             return  # the rule never answers applied_plan with another question
         await self._act(step.decision, sightings)
 
@@ -232,7 +236,7 @@ class Poller:
         self,
         answer: PlanAnswer,
         governance: GovernanceView,
-        sightings: Sequence[rule.Sighting],
+        sightings: Sequence[rule_records.Sighting],
     ) -> None:
         """Once at start-up: make sure the newest applied upgrade's target is promoted."""
         self._caught_up = True
@@ -247,13 +251,13 @@ class Poller:
 
     # --- reporting ------------------------------------------------------------------------
 
-    def _log_events(self, events: tuple[rule.Event, ...]) -> None:
+    def _log_events(self, events: tuple[rule_records.Event, ...]) -> None:
         for event in events:
-            if isinstance(event, rule.PlanSeen):
+            if isinstance(event, rule_records.PlanSeen):
                 log.info("plan seen", **_plan(event.plan))
                 self.announce.plan_seen(event.plan)
                 self.preflight.poke()
-            elif isinstance(event, rule.PlanRescheduled):
+            elif isinstance(event, rule_records.PlanRescheduled):
                 log.warning(
                     "plan rescheduled",
                     **_plan(event.new),
@@ -262,14 +266,14 @@ class Poller:
                 )
                 self.announce.plan_rescheduled(event.old, event.new)
                 self.preflight.poke()
-            elif isinstance(event, rule.PlanGone):
+            elif isinstance(event, rule_records.PlanGone):
                 log.warning(
                     "plan no longer current",
                     **_plan(event.plan),
                     replaced_by=event.replaced_by.name if event.replaced_by else None,
                 )
                 self.announce.plan_gone(event.plan, event.replaced_by)
-            elif isinstance(event, rule.HaltDetected):
+            elif isinstance(event, rule_records.HaltDetected):
                 if event.plan not in self._reported_halts:  # once per plan, not per poll
                     self._reported_halts.add(event.plan)
                     log.info(
@@ -278,7 +282,7 @@ class Poller:
                         block_height=event.block,
                         app_height=event.app,
                     )
-            elif isinstance(event, rule.HaltWitnessed):
+            elif isinstance(event, rule_records.HaltWitnessed):
                 if self._witnessed.get(event.plan) != event.endpoints:  # on change only
                     self._witnessed[event.plan] = event.endpoints
                     log.info(
@@ -287,17 +291,17 @@ class Poller:
                         endpoints=list(event.endpoints),
                         quorum=event.quorum,
                     )
-            elif isinstance(event, rule.HaltUnconfirmed):
+            elif isinstance(event, rule_records.HaltUnconfirmed):
                 log.warning(
                     "plan changed while the halt was checked; not promoting",
                     **_plan(event.plan),
                     current=event.current.name[:200] if event.current else None,
                 )
-            elif isinstance(event, rule.PlanCancelled):
+            elif isinstance(event, rule_records.PlanCancelled):
                 log.warning("plan cancelled: nothing to promote", **_plan(event.plan))
                 self.announce.plan_cancelled(event.plan)
                 self._problems = self._problems.clear(event.plan.name[:200])
-            elif isinstance(event, rule.PlanAppliedElsewhere):
+            elif isinstance(event, rule_records.PlanAppliedElsewhere):
                 log.info(
                     "plan was applied while not watched",
                     **_plan(event.plan),

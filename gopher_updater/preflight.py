@@ -23,7 +23,7 @@ from gopher_updater.logs import get_logger
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Digest, Plan
 from gopher_updater.registry_errors import RegistryError
-from gopher_updater.rule import Tags, TagScheme
+from gopher_updater.rule_records import Tags, TagScheme
 from gopher_updater.views import ChainView, GovernanceView, Preflight, RegistryView, Wakeup
 
 log = get_logger("gopher_updater.preflight")

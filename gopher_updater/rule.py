@@ -1,9 +1,10 @@
 """The promotion rule, as pure functions over frozen values (no I/O, no clock, no logging).
 
 This module decides whether and when a plan is promoted (the halt protocol below, the pool
-quorum, the applied_plan settlement, catch-up) and holds the records it works on. How soon
-and how much to read (block time, ETA, halt window, poll delay, whether to ask
-blocks/latest) lives in `cadence.py`: it costs latency, never safety.
+quorum, the applied_plan settlement, catch-up). The records it works on (observations,
+state, view, decisions, events, tags) are `rule_records.py`; the evidence per LCD endpoint
+is `quorum.py`. How soon and how much to read (block time, ETA, halt window, poll delay,
+whether to ask blocks/latest) lives in `cadence.py`: it costs latency, never safety.
 
 The rule (cosmos-lcd reference §4): promote plan P at height H only when `current_plan` holds
 P, then `blocks/latest` shows a block height >= H, and then `current_plan` STILL holds P. At
@@ -59,228 +60,44 @@ a tag is reported, never sanitised.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 import attrs
 
 from gopher_updater.cadence import MAX_SAMPLES, block_time, eta
 from gopher_updater.model import (
-    Height,
     Plan,
     PlanAnswer,
     ProposalStatus,
     RetagJob,
     RetagReason,
     UpgradeProposal,
-    is_valid_tag,
     scheduled,
 )
-
-# --- inputs and state ---------------------------------------------------------------------
-
-
-@attrs.frozen
-class Observation:
-    """One poll. `plan` None = current_plan failed (an outage: never promotes).
-
-    `height` None = blocks/latest was not asked or failed. `at` = monotonic seconds.
-    """
-
-    plan: PlanAnswer | None
-    height: Height | None
-    at: float
-
-
-@attrs.frozen
-class Tags:
-    source: str
-    target: str
-
-
-@attrs.frozen
-class WatchState:
-    plan: Plan | None = None  # the current plan as last seen
-    promoted: frozenset[str] = frozenset()  # plan names already promoted: at most once each
-    pending: tuple[Plan, ...] = ()  # vanished plans whose applied_plan is still to be asked
-    #: (at, height) each time a higher chain height was first seen, oldest first.
-    changes: tuple[tuple[float, int], ...] = ()
-    #: The latest observation as far as the view needs it: when it was made, the block
-    #: height it read from blocks/latest (None: not asked or failed) and the last app height
-    #: any answer carried.
-    at: float | None = None
-    block: int | None = None
-    app_height: int | None = None
-    tags: Tags | None = None  # the current plan's tags; None without one or if invalid
-    #: When a height was last read, and the read before the latest rise: the current height
-    #: arrived after `rose_after` (a lower bound for the halt window; None: unknown).
-    read_at: float | None = None
-    rose_after: float | None = None
-
-    @property
-    def height(self) -> int | None:
-        return self.changes[-1][1] if self.changes else None
-
-
-@attrs.frozen
-class TagScheme:
-    """How a plan name becomes the source and target tags; built once from the config.
-
-    Either prefix may be empty (bare `v1.2.3` source tags). The only place tags are built.
-    """
-
-    source_prefix: str
-    target_prefix: str
-
-    def for_plan(self, plan: Plan) -> Tags | InvalidPlanName:
-        """The tags for `plan`, or why its name cannot become a tag (never sanitised)."""
-        if not plan.name:  # the SDK refuses empty names; "release-" alone is not this plan
-            return InvalidPlanName(plan, "empty plan name")
-        tags = Tags(self.source_prefix + plan.name, self.target_prefix + plan.name)
-        for tag in (tags.source, tags.target):
-            if not is_valid_tag(tag):
-                shown = tag if len(tag) <= 80 else tag[:77] + "..."
-                return InvalidPlanName(plan, f"{shown!r} is not a valid image tag")
-        return tags
-
-
-@attrs.frozen
-class WatchView:
-    """What the watch knows after a poll, as the rule computed it (see `view`).
-
-    The poller publishes it unchanged; nothing outside the rule re-derives these facts.
-    `eta` and `blocks_left` refer to the current plan; `tags` is None without a plan or when
-    its name cannot become a tag; `halted` = the latest observation read a block >= H.
-    """
-
-    plan: Plan | None = None
-    tags: Tags | None = None
-    height: int | None = None
-    app_height: int | None = None
-    block_time: float | None = None
-    eta: float | None = None
-    blocks_left: int | None = None
-    halted: bool = False
-    promoted: frozenset[str] = frozenset()
-
-
-# --- decisions ----------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Wait:
-    reason: str
-    plan: Plan | None = None
-    blocks_left: int | None = None
-    eta: float | None = None  # seconds until `plan.height`, when there is an estimate
-
-
-@attrs.frozen
-class Promote:
-    job: RetagJob
-
-
-@attrs.frozen
-class ConfirmHalt:
-    """The halt was seen: read `current_plan` once more, then call `on_confirmed`."""
-
-    job: RetagJob
-
-
-@attrs.frozen
-class CheckApplied:
-    """Ask `applied_plan/{plan.name}`, then call `on_applied` with the answer."""
-
-    plan: Plan
-    #: "gone" (vanished while watched) or "catch-up" (start-up)
-    reason: Literal["gone", "catch-up"] = "gone"
-
-
-@attrs.frozen
-class InvalidPlanName:
-    plan: Plan
-    reason: str
-
-
-@attrs.frozen
-class Cancelled:
-    plan: Plan
-
-
-Decision = Wait | Promote | ConfirmHalt | CheckApplied | InvalidPlanName | Cancelled
-
-
-# --- events (for logs; they never drive anything) -----------------------------------------
-
-
-@attrs.frozen
-class PlanSeen:
-    plan: Plan
-
-
-@attrs.frozen
-class PlanRescheduled:
-    old: Plan
-    new: Plan
-
-
-@attrs.frozen
-class PlanGone:
-    plan: Plan
-    replaced_by: Plan | None
-    already_promoted: bool
-
-
-@attrs.frozen
-class HaltDetected:
-    plan: Plan
-    block: int
-    app: int | None
-
-
-@attrs.frozen
-class HaltUnconfirmed:
-    """The re-read after the halt showed another plan (or none): not promoted."""
-
-    plan: Plan
-    current: Plan | None
-
-
-@attrs.frozen
-class PlanCancelled:
-    plan: Plan
-
-
-@attrs.frozen
-class PlanAppliedElsewhere:
-    plan: Plan
-    applied_height: int
-
-
-@attrs.frozen
-class ChainUnavailable:
-    pass
-
-
-@attrs.frozen
-class HaltWitnessed:
-    """Endpoints (labels) that each showed the halt of `plan` and held it on their re-read;
-    `quorum` of them are needed. Emitted whenever the halt is seen, promoted or not."""
-
-    plan: Plan
-    endpoints: tuple[str, ...]
-    quorum: int
-
-
-Event = (
-    PlanSeen
-    | PlanRescheduled
-    | PlanGone
-    | HaltDetected
-    | HaltUnconfirmed
-    | HaltWitnessed
-    | PlanCancelled
-    | PlanAppliedElsewhere
-    | ChainUnavailable
+from gopher_updater.quorum import halt_witnesses, lead, shows_halt
+from gopher_updater.rule_records import (
+    Cancelled,
+    ChainUnavailable,
+    CheckApplied,
+    ConfirmHalt,
+    Decision,
+    Event,
+    HaltDetected,
+    HaltUnconfirmed,
+    HaltWitnessed,
+    InvalidPlanName,
+    Observation,
+    PlanAppliedElsewhere,
+    PlanCancelled,
+    PlanGone,
+    PlanRescheduled,
+    PlanSeen,
+    Promote,
+    Sighting,
+    Tags,
+    TagScheme,
+    Wait,
+    WatchState,
+    WatchView,
 )
 
 
@@ -386,91 +203,7 @@ def on_applied(
     return Step(state, Promote(RetagJob(applied, named.source, named.target, reason)), events)
 
 
-# --- several endpoints: evidence per endpoint, a quorum of them -------------------------
-
-
-@attrs.frozen
-class Sighting:
-    """One endpoint's reads in one poll, in the order they were made.
-
-    `plan`: current_plan (None = failed). `height`: blocks/latest (None = not asked or
-    failed). `reread`: current_plan once more, asked only when `shows_halt` held for the
-    two reads before it (None = not asked or failed). `endpoint` is its label.
-    """
-
-    endpoint: str
-    plan: PlanAnswer | None
-    height: Height | None = None
-    reread: PlanAnswer | None = None
-
-    @property
-    def reached(self) -> int | None:
-        """How far this endpoint's chain has come: its block height, else its app height."""
-        if self.height is not None:
-            return self.height.block
-        return None if self.plan is None else self.plan.app_height
-
-
-@attrs.frozen
-class AppliedAnswer:
-    """One endpoint's `applied_plan/{name}` (0: never applied, as far as it knows), with its
-    own reads of the same poll (what it shows as current, how far it has come)."""
-
-    endpoint: str
-    height: int
-    sighting: Sighting
-
-
-def shows_halt(
-    promoted: frozenset[str], answer: PlanAnswer | None, height: Height | None
-) -> Plan | None:
-    """The rule on ONE endpoint's reads: its current_plan holds an unpromoted plan P and its
-    blocks/latest is >= P's height. Then that same endpoint's current_plan is read again."""
-    plan = None if answer is None else answer.plan
-    if plan is None or plan.name in promoted or height is None or height.block < plan.height:
-        return None
-    return plan
-
-
-def halt_witnesses(
-    promoted: frozenset[str], sightings: Iterable[Sighting]
-) -> dict[Plan, tuple[str, ...]]:
-    """Per plan, the distinct endpoints whose own reads showed its halt, confirmed by their
-    own re-read still holding the very same plan (the time order of the single-LCD rule)."""
-    found: dict[Plan, list[str]] = {}
-    for s in sightings:
-        plan = shows_halt(promoted, s.plan, s.height)
-        if plan is None or s.reread is None or s.reread.plan != plan:
-            continue
-        names = found.setdefault(plan, [])
-        if s.endpoint not in names:
-            names.append(s.endpoint)
-    return {plan: tuple(names) for plan, names in found.items()}
-
-
-def lead(sightings: Iterable[Sighting], at: float) -> Observation:
-    """The chain view of a poll: the most advanced endpoint that answered current_plan.
-
-    Highest `reached` wins (at the same number a block height read beats an app height, then
-    an answer showing a plan, then the first listed). A lagging endpoint is never the lead,
-    so it cannot hide a plan or a height; none answering is an outage.
-    """
-    best: Sighting | None = None
-    for s in sightings:
-        if s.plan is None:
-            continue
-        if best is None or _rank(s) > _rank(best):
-            best = s
-    if best is None:
-        return Observation(None, None, at)
-    return Observation(best.plan, best.height, at)
-
-
-def _rank(s: Sighting) -> tuple[int, bool, bool]:
-    # At the same height, one still showing a plan wins: hiding a plan would cost an idle
-    # interval of watching, keeping one a poll or two (promoting it still takes the rule).
-    has_plan = s.plan is not None and s.plan.plan is not None
-    return (s.reached if s.reached is not None else -1, s.height is not None, has_plan)
+# --- several endpoints: a quorum of them (the evidence per endpoint: quorum.py) ----------
 
 
 def step_pool(
@@ -523,30 +256,6 @@ def step_pool(
         seen = len(witnesses.get(plan, ()))
         decision = _wait(state, plan, f"halt seen; confirmed by {seen} of {quorum} endpoints")
     return Step(state, decision, tuple(events))
-
-
-def applied_by_quorum(
-    check: CheckApplied, answers: Iterable[AppliedAnswer], *, quorum: int, floor: int | None
-) -> int | None:
-    """What `quorum` distinct endpoints agree `applied_plan/{name}` is; None: ask again.
-
-    A height > 0 counts from any endpoint. A 0 ("never applied") counts only from an
-    endpoint that no longer shows the plan current and has come at least as far as the
-    chain view (`floor`, the highest height seen): a lagging one may not know yet. Should
-    both reach the quorum, the applied height wins (it can only be the chain's record).
-    """
-    votes: dict[int, set[str]] = {}
-    for a in answers:
-        if a.height <= 0:
-            current = a.sighting.plan
-            reached = a.sighting.reached
-            if current is None or reached is None or (floor is not None and reached < floor):
-                continue
-            if current.plan is not None and current.plan.name == check.plan.name:
-                continue
-        votes.setdefault(max(a.height, 0), set()).add(a.endpoint)
-    agreed = [height for height, names in votes.items() if len(names) >= quorum]
-    return max(agreed) if agreed else None
 
 
 def catch_up(

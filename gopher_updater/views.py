@@ -30,7 +30,7 @@ import trio
 
 from gopher_updater.manifest import Outcome
 from gopher_updater.model import Plan, RetagReason, UpgradeProposal
-from gopher_updater.rule import WatchView
+from gopher_updater.rule_records import WatchView
 from gopher_updater.timeline import Timeline
 
 V_co = TypeVar("V_co", covariant=True)

@@ -16,7 +16,7 @@ from gopher_updater.announce_news import SCHEDULED_WAIT, TICK
 from gopher_updater.manifest import Outcome
 from gopher_updater.model import Height, Plan, RetagJob, RetagReason
 from gopher_updater.notify import NotifyEvent
-from gopher_updater.rule import TagScheme, WatchView
+from gopher_updater.rule_records import TagScheme, WatchView
 from gopher_updater.views import ChainView, Promotion
 
 TAGS = TagScheme("release-", "mainnet-")

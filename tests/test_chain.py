@@ -22,7 +22,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gopher_updater import cadence, chain, chain_gov, chain_json, chain_shapes, rule
+from gopher_updater import cadence, chain, chain_gov, chain_json, chain_shapes, rule, rule_records
 from gopher_updater.chain import ChainClient
 from gopher_updater.chain_errors import (
     ChainError,
@@ -107,22 +107,22 @@ async def test_latest_height(chain: ChainSim) -> None:
     assert height.time is not None and height.time.endswith("Z")
 
 
-TAGS = rule.TagScheme("release-", "prod-")
+TAGS = rule_records.TagScheme("release-", "prod-")
 
 
 async def test_halt_shape_is_recognised_and_promoted(chain: ChainSim) -> None:
     """Block store at H, app (header) at H-1, plan still current: the rule fires then only."""
     plan = Plan("v18", chain.height + 5)
     chain.schedule_plan(plan.name, plan.height)
-    state = rule.WatchState()
+    state = rule_records.WatchState()
     decisions = []
     async with ChainClient(chain.url, timeout=5) as client:
         while True:
             answer = await client.current_plan()
             height = await client.latest_height()
-            obs = rule.Observation(answer, height, trio.current_time())
+            obs = rule_records.Observation(answer, height, trio.current_time())
             result = rule.step(state, obs, tags=TAGS)
-            if isinstance(result.decision, rule.ConfirmHalt):
+            if isinstance(result.decision, rule_records.ConfirmHalt):
                 again = await client.current_plan()
                 result = rule.on_confirmed(result.state, result.decision, again)
             state = result.state
@@ -134,10 +134,14 @@ async def test_halt_shape_is_recognised_and_promoted(chain: ChainSim) -> None:
     assert answer == PlanAnswer(plan, plan.height - 1)
     assert height == Height(plan.height, plan.height - 1, height.time)
     tags = TAGS.for_plan(plan)
-    assert isinstance(tags, rule.Tags)
+    assert isinstance(tags, rule_records.Tags)
     job = RetagJob(plan, tags.source, tags.target)
-    assert [d for _, d in decisions if isinstance(d, rule.Promote)] == [rule.Promote(job)]
-    assert all(not isinstance(d, rule.Promote) for h, d in decisions if h.block < plan.height)
+    assert [d for _, d in decisions if isinstance(d, rule_records.Promote)] == [
+        rule_records.Promote(job)
+    ]
+    assert all(
+        not isinstance(d, rule_records.Promote) for h, d in decisions if h.block < plan.height
+    )
 
 
 async def test_applied_height_with_awkward_names(chain: ChainSim) -> None:
@@ -290,7 +294,7 @@ async def test_newest_upgrade_is_one_small_request(
 
 async def test_idle_poll_costs_one_small_request(chain: ChainSim) -> None:
     """218 proposals on chain, no plan (or a far one): current_plan only, < 1 KB."""
-    state = rule.WatchState()
+    state = rule_records.WatchState()
     async with ChainClient(chain.url, timeout=5) as client:
         for plan in (None, Plan("v19", chain.height + 1000)):
             if plan is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from gopher_updater import config
+from gopher_updater import config, rule_records
 from gopher_updater.envparse import Var
 from gopher_updater.notify import ALL_EVENT_TYPES
 from gopher_updater.urls import LcdEndpoint
@@ -239,14 +239,13 @@ def test_surrounding_whitespace_is_ignored_outside_secrets() -> None:
 
 
 def test_an_empty_source_prefix_is_a_choice_and_bare_tags_follow() -> None:
-    from gopher_updater import rule
     from gopher_updater.model import Plan
 
     cfg = config.load({**BASE, "SOURCE_PREFIX": ""})
     assert cfg.source_prefix == ""
     plan = Plan(name="v1.2.3", height=100)
-    tags = rule.TagScheme(cfg.source_prefix, cfg.target_prefix).for_plan(plan)
-    assert isinstance(tags, rule.Tags)
+    tags = rule_records.TagScheme(cfg.source_prefix, cfg.target_prefix).for_plan(plan)
+    assert isinstance(tags, rule_records.Tags)
     assert tags.source == plan.name
     assert tags.target == BASE["TARGET_PREFIX"] + plan.name
 

@@ -11,7 +11,7 @@ import attrs
 import pytest
 import trio
 
-from gopher_updater import rule
+from gopher_updater import quorum, rule_records
 from gopher_updater.chain_errors import ChainUnreachable
 from gopher_updater.lcd_pool import BACKOFF_MAX, GRACE, LcdPool
 from gopher_updater.metrics import Metrics
@@ -23,7 +23,7 @@ from tests.test_poller import FakeChain
 
 TIMEOUT = 5.0
 PLAN = Plan("v2", 110)
-TAGS = rule.TagScheme("release-", "mainnet-")
+TAGS = rule_records.TagScheme("release-", "mainnet-")
 
 
 @attrs.define
@@ -135,11 +135,11 @@ async def test_quorum_of_confirmed_halts_ends_the_poll_without_waiting(autojump_
     start = trio.current_time()
     sightings = await pool.sight(
         always,
-        lambda answer, height: rule.shows_halt(frozenset(), answer, height) is not None,
-        enough=lambda seen: any(rule.halt_witnesses(frozenset(), seen).values()),
+        lambda answer, height: quorum.shows_halt(frozenset(), answer, height) is not None,
+        enough=lambda seen: any(quorum.halt_witnesses(frozenset(), seen).values()),
     )
     assert trio.current_time() - start == pytest.approx(0.03)  # plan, block, re-read
-    assert rule.halt_witnesses(frozenset(), sightings) == {PLAN: ("a",)}
+    assert quorum.halt_witnesses(frozenset(), sightings) == {PLAN: ("a",)}
     assert pool.view.endpoints[1].up is None  # not needed, so neither late nor backed off
 
 

@@ -14,7 +14,7 @@ import attrs
 import pytest
 import trio
 
-from gopher_updater import rule, state
+from gopher_updater import rule_records, state
 from gopher_updater.chain_errors import ChainUnreachable
 from gopher_updater.chain_gov import UpgradeListing
 from gopher_updater.governance import Governance
@@ -25,7 +25,7 @@ from gopher_updater.preflight import Wanted, wanted_tags
 from gopher_updater.views import GovernanceView, Problems, PromotionsView, RegistryView, Wakeup
 from gopher_updater.worker import JobQueue
 
-TAGS = rule.TagScheme("release-", "mainnet-")
+TAGS = rule_records.TagScheme("release-", "mainnet-")
 POLL_INTERVAL = 60.0
 
 
@@ -259,7 +259,9 @@ async def test_chain_view_is_published_after_every_poll(autojump_clock: Any) -> 
         chain.block += 1
         await trio.sleep(6.0)
     view = r.poller.view
-    assert view.watch.plan == PLAN and view.watch.tags == rule.Tags("release-v2", "mainnet-v2")
+    assert view.watch.plan == PLAN and view.watch.tags == rule_records.Tags(
+        "release-v2", "mainnet-v2"
+    )
     assert view.watch.height == 102 and view.watch.blocks_left == 8
     assert view.watch.block_time == pytest.approx(6.0, abs=0.1)
     assert view.watch.eta == pytest.approx(48.0, abs=1.0)
@@ -353,6 +355,6 @@ def test_snapshot_upcoming_drops_what_the_chain_passed() -> None:
     snap = attrs.evolve(
         snap,
         governance=GovernanceView(upcoming=(later,)),
-        chain=attrs.evolve(snap.chain, watch=rule.WatchView(height=300)),
+        chain=attrs.evolve(snap.chain, watch=rule_records.WatchView(height=300)),
     )
     assert snap.upcoming == []

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from gopher_updater import cadence, rule
+from gopher_updater import cadence, rule, rule_records
 from gopher_updater.model import (
     Height,
     Plan,
@@ -26,7 +26,8 @@ from gopher_updater.model import (
     UpgradeProposal,
     is_valid_tag,
 )
-from gopher_updater.rule import (
+from gopher_updater.quorum import applied_by_quorum, lead, shows_halt
+from gopher_updater.rule_records import (
     CheckApplied,
     ConfirmHalt,
     Observation,
@@ -79,7 +80,7 @@ def test_promotes_only_when_blocks_latest_reaches_h() -> None:
         state = result.state
     result = run(state, seen(plan, h - 1, h))  # halted: block store H, app H-1
     assert promotes(result) == [RetagJob(plan, SRC + plan.name, DST + plan.name)]
-    assert rule.HaltDetected(plan, block=h, app=h - 1) in result.events
+    assert rule_records.HaltDetected(plan, block=h, app=h - 1) in result.events
     # Still halted on the next polls, then applied: never promoted twice.
     state = result.state
     for obs in [seen(plan, h - 1, h), seen(plan, h - 1, h), seen(None, h, h + 1)]:
@@ -104,7 +105,7 @@ def test_outage_near_h_never_promotes() -> None:
     for at in range(1, 20):
         result = run(state, Observation(None, None, float(at)))
         assert promotes(result) == []
-        assert rule.ChainUnavailable() in result.events
+        assert rule_records.ChainUnavailable() in result.events
         state = result.state
     # The LCD comes back showing the halt: that observation promotes.
     assert len(promotes(run(state, seen(plan, plan.height - 1, plan.height)))) == 1
@@ -115,12 +116,12 @@ def test_cancelled_plan_is_checked_then_dropped() -> None:
     state = run(WatchState(), seen(plan, 90, 90)).state
     result = run(state, seen(None, 91, 91))
     assert result.decision == CheckApplied(plan)
-    assert rule.PlanGone(plan, replaced_by=None, already_promoted=False) in result.events
+    assert rule_records.PlanGone(plan, replaced_by=None, already_promoted=False) in result.events
     # The applied_plan request failed: the check is asked again on the next poll.
     result = run(result.state, seen(None, 92, 92))
     assert result.decision == CheckApplied(plan)
     resolved = answer(result.state, result.decision, 0)
-    assert resolved.decision == rule.Cancelled(plan)
+    assert resolved.decision == rule_records.Cancelled(plan)
     state = resolved.state
     for block in range(plan.height - 1, plan.height + 3):
         result = run(state, seen(None, block, block))
@@ -147,7 +148,7 @@ def test_rescheduled_plan_promotes_only_at_new_height() -> None:
     new = Plan("v2", 150)
     state = run(WatchState(), seen(old, 90, 90)).state
     result = run(state, seen(new, 95, 95))
-    assert rule.PlanRescheduled(old, new) in result.events
+    assert rule_records.PlanRescheduled(old, new) in result.events
     assert not isinstance(result.decision, CheckApplied)
     state = result.state
     for block in range(old.height - 1, new.height):
@@ -183,7 +184,7 @@ def test_halt_is_confirmed_by_a_second_read_before_promoting() -> None:
     state = rule.step(WatchState(), seen(plan, 98, 98), tags=TAGS).state
     halted = rule.step(state, seen(plan, 99, 100), tags=TAGS)
     assert halted.decision == ConfirmHalt(RetagJob(plan, SRC + "v2", DST + "v2"))
-    assert rule.HaltDetected(plan, block=100, app=99) in halted.events
+    assert rule_records.HaltDetected(plan, block=100, app=99) in halted.events
     assert "v2" not in halted.state.promoted  # not before the re-read says so
     confirm = halted.decision
     # Re-read: still the plan -> Promote, and only now marked promoted.
@@ -198,7 +199,7 @@ def test_halt_is_confirmed_by_a_second_read_before_promoting() -> None:
     for other in (None, Plan("v3", 150), Plan("v2", 120)):
         changed = rule.on_confirmed(halted.state, confirm, PlanAnswer(other, 99))
         assert isinstance(changed.decision, Wait) and changed.state == halted.state
-        assert rule.HaltUnconfirmed(plan, other) in changed.events
+        assert rule_records.HaltUnconfirmed(plan, other) in changed.events
         after = rule.step(changed.state, seen(other, 100, 101), tags=TAGS)
         assert not isinstance(after.decision, ConfirmHalt | Promote)
 
@@ -209,7 +210,7 @@ def test_step_view_is_what_the_rule_computed() -> None:
     for i in range(5):
         state = run(state, seen(plan, 100 + i, at=i * 2.0)).state
     view = rule.step(state, seen(plan, 105, at=10.0), tags=TAGS).view
-    assert view.plan == plan and view.tags == rule.Tags(SRC + "v2", DST + "v2")
+    assert view.plan == plan and view.tags == rule_records.Tags(SRC + "v2", DST + "v2")
     assert (view.height, view.app_height, view.blocks_left) == (105, 105, 5)
     assert view.block_time == pytest.approx(2.0) and view.eta == pytest.approx(10.0)
     assert not view.halted
@@ -232,9 +233,9 @@ def test_step_view_is_what_the_rule_computed() -> None:
 def test_tag_scheme(source: str, target: str, name: str, tags: tuple[str, str] | None) -> None:
     got = TagScheme(source, target).for_plan(Plan(name, 10))
     if tags is None:
-        assert isinstance(got, rule.InvalidPlanName)
+        assert isinstance(got, rule_records.InvalidPlanName)
     else:
-        assert got == rule.Tags(*tags)
+        assert got == rule_records.Tags(*tags)
 
 
 @pytest.mark.parametrize(
@@ -245,7 +246,7 @@ def test_invalid_plan_name_is_reported_never_promoted(name: str) -> None:
     state = WatchState()
     for block in (90, plan.height, plan.height + 1):
         result = run(state, seen(plan, block - 1, block))
-        assert isinstance(result.decision, rule.InvalidPlanName)
+        assert isinstance(result.decision, rule_records.InvalidPlanName)
         assert result.decision.plan == plan
         state = result.state
 
@@ -279,7 +280,7 @@ def test_catch_up_asks_about_newest_passed_upgrade_only() -> None:
     assert [j.target_tag for j in promotes(result)] == [DST + newest_passed.plan.name]
     assert result.decision.job.reason == "catch-up"  # type: ignore[union-attr]
     assert rule.catch_up(result.state, PlanAnswer(None, 5000), proposals) is None
-    assert answer(state, check, 0).decision == rule.Cancelled(newest_passed.plan)
+    assert answer(state, check, 0).decision == rule_records.Cancelled(newest_passed.plan)
 
 
 def test_needs_latest_block_keeps_idle_polls_to_one_request() -> None:
@@ -609,7 +610,7 @@ def test_rule_is_safe_on_random_histories(
         if before is not None and obs is not None:
             # The daemon drives `step_pool`; with one endpoint it must promote exactly when
             # `step` + `on_confirmed` (the single-LCD statement of the rule) does.
-            sighting = rule.Sighting("lcd", obs.plan, obs.height, reread)
+            sighting = rule_records.Sighting("lcd", obs.plan, obs.height, reread)
             pooled = rule.step_pool(before, [sighting], obs.at, tags=tags, quorum=1)
             assert promotes(pooled) == promotes(result)
             assert pooled.state.promoted == result.state.promoted
@@ -619,7 +620,7 @@ def test_rule_is_safe_on_random_histories(
             result = rule.on_applied(result.state, decision, height, tags=tags)
             decision = result.decision
             event(f"applied_plan -> {type(decision).__name__}")
-            if isinstance(decision, rule.Cancelled):
+            if isinstance(decision, rule_records.Cancelled):
                 watched.discard(decision.plan.name)  # it may come back, then be seen again
             if isinstance(decision, Promote):
                 # Only plans the chain really applied are promoted without a halt.
@@ -635,7 +636,7 @@ def test_rule_is_safe_on_random_histories(
                 assert obs.plan.plan == job.plan and obs.height.block >= job.plan.height
             promoted.append(job)
             event(f"promoted ({job.reason})")
-        elif isinstance(decision, rule.InvalidPlanName):
+        elif isinstance(decision, rule_records.InvalidPlanName):
             assert not (
                 is_valid_tag(src + decision.plan.name)
                 and is_valid_tag(dst + decision.plan.name)
@@ -721,18 +722,18 @@ def sight(
     app: int,
     block: int | None = None,
     reread: Plan | str | None = "same",
-) -> rule.Sighting:
+) -> rule_records.Sighting:
     """One endpoint's poll; `reread` "same" = its re-read (if the rule asks) holds `plan`."""
     answer = PlanAnswer(plan, app)
     height = None if block is None else Height(block, app)
     again = None
-    if rule.shows_halt(frozenset(), answer, height) is not None:
+    if shows_halt(frozenset(), answer, height) is not None:
         again = PlanAnswer(plan if reread == "same" else reread, app)  # type: ignore[arg-type]
-    return rule.Sighting(name, answer, height, again)
+    return rule_records.Sighting(name, answer, height, again)
 
 
 def pool_step(
-    state: WatchState, sightings: Sequence[rule.Sighting], *, quorum: int, at: float = 0.0
+    state: WatchState, sightings: Sequence[rule_records.Sighting], *, quorum: int, at: float = 0.0
 ) -> rule.Step:
     return rule.step_pool(state, sightings, at, tags=TAGS, quorum=quorum)
 
@@ -743,7 +744,7 @@ def test_one_endpoint_pool_is_the_single_lcd_rule() -> None:
     state = pool_step(WatchState(), [sight("a", plan, h - 2, h - 2)], quorum=1).state
     result = pool_step(state, [sight("a", plan, h - 1, h)], quorum=1)
     assert promotes(result) == [RetagJob(plan, SRC + "v2", DST + "v2")]
-    assert rule.HaltWitnessed(plan, ("a",), 1) in result.events
+    assert rule_records.HaltWitnessed(plan, ("a",), 1) in result.events
     # A re-read showing another plan, or failing, promotes nothing.
     for reread in (None, Plan("v3", 200)):
         s = sight("a", plan, h - 1, h, reread=reread)
@@ -785,7 +786,7 @@ def test_lagging_endpoint_neither_triggers_nor_vetoes() -> None:
     newer = Plan("v3", 200)
     result = pool_step(state, [sight("b", None, 90), sight("a", newer, 97)], quorum=1)
     assert result.state.plan == newer
-    assert rule.lead([], 1.0) == Observation(None, None, 1.0)
+    assert lead([], 1.0) == Observation(None, None, 1.0)
 
 
 def test_applied_plan_needs_a_quorum_and_a_zero_only_counts_from_up_to_date_endpoints() -> None:
@@ -794,10 +795,10 @@ def test_applied_plan_needs_a_quorum_and_a_zero_only_counts_from_up_to_date_endp
     gone = sight("a", None, 101, 101)
     still = sight("b", plan, 99, 99)  # lagging: still shows the plan
 
-    def ans(s: rule.Sighting, height: int) -> rule.AppliedAnswer:
-        return rule.AppliedAnswer(s.endpoint, height, s)
+    def ans(s: rule_records.Sighting, height: int) -> rule_records.AppliedAnswer:
+        return rule_records.AppliedAnswer(s.endpoint, height, s)
 
-    q = rule.applied_by_quorum
+    q = applied_by_quorum
     assert q(check, [ans(gone, 100)], quorum=1, floor=101) == 100
     assert q(check, [ans(gone, 0)], quorum=1, floor=101) == 0
     assert q(check, [ans(still, 0)], quorum=1, floor=101) is None  # it does not know yet
@@ -912,21 +913,23 @@ def test_pool_rule_is_safe_with_lagging_and_lying_endpoints(
     lag_it, lie_it = iter(lags * 100), iter(lies * 100)
     at = 0.0
 
-    def honest(name: str, lag: int) -> rule.Sighting:
+    def honest(name: str, lag: int) -> rule_records.Sighting:
         index = max(0, len(history) - 1 - lag)
         then = history[index]
         answer = PlanAnswer(then.plan, then.app)
         height = Height(then.block, then.app) if cadence.needs_latest_block(state, answer) else None
         reread = None
-        if rule.shows_halt(state.promoted, answer, height) is not None:
+        if shows_halt(state.promoted, answer, height) is not None:
             later = history[min(len(history) - 1, index + 1)]  # the chain may move on
             reread = PlanAnswer(later.plan, later.app)
-        return rule.Sighting(name, answer, height, reread)
+        return rule_records.Sighting(name, answer, height, reread)
 
-    def lying() -> rule.Sighting:
+    def lying() -> rule_records.Sighting:
         plan, block, confirm, _ = next(lie_it)
         answer = PlanAnswer(plan, block - 1)
-        return rule.Sighting("liar", answer, Height(block, block - 1), answer if confirm else None)
+        return rule_records.Sighting(
+            "liar", answer, Height(block, block - 1), answer if confirm else None
+        )
 
     for op, arg in ops:
         if op != "poll":
@@ -947,15 +950,15 @@ def test_pool_rule_is_safe_with_lagging_and_lying_endpoints(
             answers = []
             for s in sightings:
                 if s.endpoint == "liar":
-                    answers.append(rule.AppliedAnswer("liar", next(lie_it)[3], s))
+                    answers.append(rule_records.AppliedAnswer("liar", next(lie_it)[3], s))
                     continue
                 then = history[max(0, len(history) - 1 - (lag_a if s.endpoint == "a" else lag_b))]
                 answers.append(
-                    rule.AppliedAnswer(s.endpoint, dict(then.applied).get(decision.plan.name, 0), s)
+                    rule_records.AppliedAnswer(
+                        s.endpoint, dict(then.applied).get(decision.plan.name, 0), s
+                    )
                 )
-            height = rule.applied_by_quorum(
-                decision, answers, quorum=quorum, floor=result.state.height
-            )
+            height = applied_by_quorum(decision, answers, quorum=quorum, floor=result.state.height)
             if height is not None:
                 result = rule.on_applied(result.state, decision, height, tags=TAGS)
                 decision = result.decision

@@ -35,7 +35,7 @@ test *args: setup system-deps
 # many more examples, in 2 xdist workers (they are CPU-bound); 5000 per fuzz test took 5 min on a
 # 2-core machine (7 min 14 s in one process; the registry client fuzzer alone takes ~2.5 min);
 # raise `examples` for longer: `just fuzz 20000`
-fuzz examples="5000": setup system-deps
+fuzz examples="8000": setup system-deps
     HYPOTHESIS_PROFILE=fuzz GOPHER_UPDATER_FUZZ_EXAMPLES={{examples}} GOPHER_UPDATER_NO_SKIP=1 {{bin}}/pytest -q -n 2 -m fuzz -o timeout=3600 --durations=20
 
 # run the daemon with the configuration in the environment

@@ -32,10 +32,10 @@ test *args: setup system-deps
     GOPHER_UPDATER_NO_SKIP=1 {{bin}}/pytest -n 3 {{args}}
 
 # the fuzzers (config loader, chain decoders, registry parsers/client, notify/flux parsers) with
-# many more examples, in 2 xdist workers (they are CPU-bound); 5000 per fuzz test took 5 min on a
-# 2-core machine (7 min 14 s in one process; the registry client fuzzer alone takes ~2.5 min);
-# raise `examples` for longer: `just fuzz 20000`
-fuzz examples="8000": setup system-deps
+# many more examples, in 2 xdist workers (they are CPU-bound): 10,000 per fuzz test took 6 min 11 s
+# on a 2-core machine, ~10 min of CPU (the registry client fuzzer alone ~2 min); raise `examples`
+# for longer: `just fuzz 20000`
+fuzz examples="10000": setup system-deps
     HYPOTHESIS_PROFILE=fuzz GOPHER_UPDATER_FUZZ_EXAMPLES={{examples}} GOPHER_UPDATER_NO_SKIP=1 {{bin}}/pytest -q -n 2 -m fuzz -o timeout=3600 --durations=20
 
 # run the daemon with the configuration in the environment

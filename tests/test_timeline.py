@@ -144,6 +144,14 @@ def unix() -> float:
     return 1.7e9 + trio.current_time()
 
 
+def halt_job() -> RetagJob:
+    """The job the poller queues when it confirms the halt of v2 at H, now."""
+    return RetagJob(
+        Plan("v2", H), "release-v2", "mainnet-v2", RetagReason.HALT,
+        halt_seen_at=trio.current_time(), chain_id="test-1",
+    )  # fmt: skip
+
+
 async def test_follower_reads_fast_until_resumed_then_stops(autojump_clock: Any) -> None:
     chain = FakeChain()
     metrics = UpgradeMetrics(CollectorRegistry())
@@ -151,10 +159,7 @@ async def test_follower_reads_fast_until_resumed_then_stops(autojump_clock: Any)
         chain, metrics, stuck_after=30.0, poll_interval=60.0, request_timeout=2.0,
         repository="r", clock=unix,
     )  # fmt: skip
-    job = RetagJob(
-        Plan("v2", H), "release-v2", "mainnet-v2", RetagReason.HALT,
-        halt_seen_at=trio.current_time(), chain_id="test-1",
-    )  # fmt: skip
+    job = halt_job()
     async with trio.open_nursery() as nursery:
         await nursery.start(follower.run)
         follower.job_started(job)
@@ -227,10 +232,7 @@ async def test_marks_at_the_first_chain_read_are_not_live(autojump_clock: Any) -
         chain, UpgradeMetrics(CollectorRegistry()), stuck_after=30.0, poll_interval=60.0,
         request_timeout=2.0, repository="r", clock=unix, announce=seen,  # type: ignore[arg-type]
     )  # fmt: skip
-    job = RetagJob(
-        Plan("v2", H), "release-v2", "mainnet-v2", RetagReason.HALT,
-        halt_seen_at=trio.current_time(), chain_id="test-1",
-    )  # fmt: skip
+    job = halt_job()
     async with trio.open_nursery() as nursery:
         await nursery.start(follower.run)
         follower.job_started(job)

@@ -246,7 +246,7 @@ def _drain(notifier: Notifier, scope: trio.CancelScope) -> None:
         log.info("notifications_draining", pending=pending, within_seconds=NOTIFY_DRAIN)
         scope.deadline = min(scope.deadline, trio.current_time() + NOTIFY_DRAIN)
     else:
-        scope.cancel()  # nothing queued: an in-flight retry is not worth waiting for
+        scope.cancel()  # nothing queued or being sent: nothing to wait for
 
 
 def _notifications(

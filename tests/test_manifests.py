@@ -27,6 +27,8 @@ import yaml
 
 from gopher_updater import config
 from gopher_updater.config import ENV_VARS
+from gopher_updater.daemon import NOTIFY_DRAIN
+from gopher_updater.envparse import duration
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "containers"
@@ -449,7 +451,14 @@ def test_pod_is_locked_down() -> None:
     assert "add" not in effective["capabilities"]
     assert effective["seccompProfile"]["type"] == "RuntimeDefault"
     assert pod["automountServiceAccountToken"] is False
-    assert pod["terminationGracePeriodSeconds"] == 10
+
+
+def test_the_grace_period_covers_a_promotion_in_flight_and_the_notification_drain() -> None:
+    """SIGKILL must not land while the shielded PUT, the HEAD verifying it (each bounded by
+    REQUEST_TIMEOUT) and the notification drain run: the promotion would go unlogged."""
+    timeout = duration(floor="100ms", ceiling="5m")(deployment_env()["REQUEST_TIMEOUT"]["value"])
+    grace = pod_spec()["terminationGracePeriodSeconds"]
+    assert grace >= 2 * timeout + NOTIFY_DRAIN
 
 
 def test_resources_are_requested_and_memory_is_limited() -> None:

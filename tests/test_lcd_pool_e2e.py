@@ -30,13 +30,21 @@ async def promoted_after_h(reg: RunningRegistry, repo: str, source: str, sim: Ch
     return at - sim.height_reached_at[halt]
 
 
+async def chain_and_image(
+    nursery: trio.Nursery, reg: RunningRegistry, repo: str
+) -> tuple[ChainSim, str]:
+    """A running chain at height 100 with 1 s blocks, and `release-v2` pushed: its digest."""
+    source = reg.push_image(repo, "release-v2")
+    sim = ChainSim(height=100, block_time=1.0)
+    await nursery.start(sim.run)
+    return sim, source
+
+
 async def test_failover_at_the_halt_promotes_through_the_other_endpoint(
     nursery: trio.Nursery, registry_none: RunningRegistry, unique_repo: str
 ) -> None:
     reg = registry_none
-    source = reg.push_image(unique_repo, "release-v2")
-    sim = ChainSim(height=100, block_time=1.0)
-    await nursery.start(sim.run)
+    sim, source = await chain_and_image(nursery, reg, unique_repo)
     other = await sim.add_endpoint()
     h = sim.height + 9
     sim.schedule_plan("v2", h)
@@ -60,9 +68,7 @@ async def test_a_lagging_endpoint_neither_delays_nor_triggers(
     nursery: trio.Nursery, registry_none: RunningRegistry, unique_repo: str
 ) -> None:
     reg = registry_none
-    source = reg.push_image(unique_repo, "release-v2")
-    sim = ChainSim(height=100, block_time=1.0)
-    await nursery.start(sim.run)
+    sim, source = await chain_and_image(nursery, reg, unique_repo)
     behind = await sim.add_endpoint(lag=2)  # a backend two blocks behind, listed first
     sim.schedule_plan("v2", sim.height + 9)
     env = daemon_env(f"{behind.url},{sim.url}", reg, unique_repo, POLL_INTERVAL="1m")
@@ -78,9 +84,7 @@ async def test_quorum_two_a_lying_endpoint_alone_never_promotes_two_agreeing_do(
     nursery: trio.Nursery, registry_none: RunningRegistry, unique_repo: str
 ) -> None:
     reg = registry_none
-    source = reg.push_image(unique_repo, "release-v2")
-    sim = ChainSim(height=100, block_time=1.0)
-    await nursery.start(sim.run)
+    sim, source = await chain_and_image(nursery, reg, unique_repo)
     liar = await sim.add_endpoint(ahead=4)  # shows the halt 4 blocks early
     sim.schedule_plan("v2", sim.height + 9)
     env = daemon_env(f"{liar.url},{sim.url}", reg, unique_repo, RPC_QUORUM="2", POLL_INTERVAL="1s")
@@ -103,9 +107,7 @@ async def test_a_hung_endpoint_never_makes_a_poll_outlast_the_request_timeout(
     nursery: trio.Nursery, registry_none: RunningRegistry, unique_repo: str
 ) -> None:
     reg = registry_none
-    source = reg.push_image(unique_repo, "release-v2")
-    sim = ChainSim(height=100, block_time=1.0)
-    await nursery.start(sim.run)
+    sim, source = await chain_and_image(nursery, reg, unique_repo)
     hung = await sim.add_endpoint()
     hung.set_fault("*", Fault.HANG)
     sim.schedule_plan("v2", sim.height + 8)

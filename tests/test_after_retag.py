@@ -26,7 +26,14 @@ from gopher_updater.testing.fluxsim import Call, FluxSim, ObjectKey, Resource, S
 from gopher_updater.testing.registry import FaultProxy, RunningRegistry
 from gopher_updater.testing.stack import daemon_env, spawn_daemon, start_daemon, wait_http
 from tests.test_alerts import run_promtool
-from tests.test_daemon import get_json, metric, metrics_text, start_sim, wait_until
+from tests.test_daemon import (
+    get_json,
+    metric,
+    metrics_text,
+    schedule_once_watching,
+    start_sim,
+    wait_until,
+)
 
 TOKEN = b"s3cr3t-token"
 NS = "flux-system"
@@ -92,14 +99,13 @@ async def test_halt_nudge_and_follow_to_resumed(
     source = reg.push_image(unique_repo, "release-v2")
     flaky.force(503, times=3)
     sim = await start_sim(nursery, height=100, block_time=1.0, upgrade_after=4.0)
-    halt = sim.height + 4
-    sim.schedule_plan("v2", halt)
     urls = [main.url("good"), flaky.url("flaky"), main.url("bad")]
     env = daemon_env(
         sim.url,
         reg,
         unique_repo,
         LOG_LEVEL="debug",
+        POLL_INTERVAL="1s",
         FLUX_RECEIVER_URL=",".join(urls),
         FLUX_RECEIVER_TOKEN=TOKEN.decode(),
         UPGRADE_STUCK_AFTER="1m",
@@ -108,6 +114,7 @@ async def test_halt_nudge_and_follow_to_resumed(
     proc, url = spawn_daemon(env, log=log)
     try:
         await trio.to_thread.run_sync(lambda: wait_http(url + "/readyz", status=200))
+        halt = await schedule_once_watching(sim, url, "v2", 4)
         offset = mono_offset()
         await sim.wait_until(lambda s: s.halted)
         h_seen = sim.height_reached_at[halt] + offset

@@ -52,6 +52,24 @@ async def get_json(url: str) -> tuple[int, Any]:
     return response.status_code, response.json()
 
 
+async def schedule_once_watching(sim: ChainSim, url: str, plan: str, blocks: int) -> int:
+    """Schedule `plan` `blocks` ahead once the daemon at `url` runs and knows the block time;
+    returns H. (The daemon needs a short POLL_INTERVAL to see a plan that comes later.)
+
+    A spawned daemon can take seconds to start on a loaded 2-core machine: a plan scheduled
+    before it would be met late, and a latency measured from H would measure the start-up.
+    """
+
+    async def knows_block_time() -> bool:
+        _, body = await get_json(url + "/status")
+        return body["chain"]["block_time_seconds"] is not None
+
+    await wait_until(knows_block_time, within=15)
+    halt = sim.height + blocks
+    sim.schedule_plan(plan, halt)
+    return halt
+
+
 async def metrics_text(url: str) -> str:
     async with httpx.AsyncClient() as client:
         return (await client.get(url + "/metrics", timeout=5)).text

@@ -6,7 +6,7 @@ webhook, and Apprise's `json://`). What the team hears is read where it lands: t
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,14 @@ from gopher_updater.testing.stack import daemon_env, spawn_daemon, start_daemon,
 from tests.test_after_retag import FIRST_NUDGE_WITHIN, mono_offset, state_is, status, stop
 from tests.test_config import BASE
 from tests.test_config import _cli as cli
-from tests.test_daemon import head, metric, metrics_text, start_sim, wait_until
+from tests.test_daemon import (
+    head,
+    metric,
+    metrics_text,
+    schedule_once_watching,
+    start_sim,
+    wait_until,
+)
 
 KEY = "n0tify-hmac-k3y"
 HOOK = "/notify/h00k-p4th-s3cret"
@@ -57,13 +64,6 @@ def types(posts: list[Post]) -> list[str]:
     return [p.json()["type"] for p in posts]
 
 
-def knows_block_time(url: str) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return (await status(url))["chain"]["block_time_seconds"] is not None
-
-    return check
-
-
 async def posts(sink: NotifySink, path: str, count: int, within: float) -> list[Post]:
     return await trio.to_thread.run_sync(lambda: sink.wait_for(count, within, path))
 
@@ -93,11 +93,7 @@ async def test_the_whole_upgrade_told_once_in_order_through_both_channels(
     proc, url = spawn_daemon(env, log=log)
     try:
         await trio.to_thread.run_sync(lambda: wait_http(url + "/readyz", status=200))
-        # The plan comes once the daemon runs and knows the block time, however long a
-        # loaded machine took to start it: "scheduled" must carry a real ETA, not 0.
-        await wait_until(knows_block_time(url), within=10)
-        halt = sim.height + 8
-        sim.schedule_plan("v2", halt)
+        halt = await schedule_once_watching(sim, url, "v2", 8)  # "scheduled" has a real ETA
         await posts(sink, HOOK, 1, within=6)  # scheduled
         assert sim.height < halt, "scheduled arrives before the halt"
         await wait_until(lambda: state_is(url, "resumed"), within=20)
@@ -160,12 +156,11 @@ async def test_a_hanging_sink_moves_no_promotion_and_events_filter(
     source = reg.push_image(unique_repo, "release-v3")
     sink.hang_all(30.0)  # every service hangs: each try times out (REQUEST_TIMEOUT=2s)
     sim = await start_sim(nursery, height=100, block_time=1.0, upgrade_after=2.0)
-    halt = sim.height + 6
-    sim.schedule_plan("v3", halt)
     env = daemon_env(
         sim.url,
         reg,
         unique_repo,
+        POLL_INTERVAL="1s",
         FLUX_RECEIVER_URL=flux.url("node"),
         FLUX_RECEIVER_TOKEN=FLUX_TOKEN.decode(),
         **notify_env(sink, NOTIFY_EVENTS="Promoted resumed"),
@@ -173,6 +168,7 @@ async def test_a_hanging_sink_moves_no_promotion_and_events_filter(
     proc, url = spawn_daemon(env, log=tmp_path / "daemon.log")
     try:
         await trio.to_thread.run_sync(lambda: wait_http(url + "/readyz", status=200))
+        halt = await schedule_once_watching(sim, url, "v3", 6)
         offset = mono_offset()
         await sim.wait_until(lambda s: s.halted)
         target_at = await wait_until(
@@ -299,8 +295,7 @@ async def test_a_sigterm_right_after_the_promotion_still_tells_it(
     proc, url = spawn_daemon(env, log=log)
     try:
         await trio.to_thread.run_sync(lambda: wait_http(url + "/readyz", status=200))
-        await wait_until(knows_block_time(url), within=10)  # however slow the start was
-        sim.schedule_plan("v7", sim.height + 3)
+        await schedule_once_watching(sim, url, "v7", 3)
         await posts(sink, HOOK, 1, within=6)  # scheduled
         sink.hang_all(1.0)  # from now on the service takes 1 s to answer each post
         await wait_until(lambda: state_is(url, "promoted"), within=10)

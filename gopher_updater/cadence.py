@@ -33,10 +33,10 @@ MAX_SAMPLES = 32
 NEAR_BLOCKS = 3
 #: The halt window (`halt_window`): it opens this fraction of a block early (block times
 #: vary), closes this many block times after H was due (a stalled chain), and needs this
-#: many height change points (the first observation is no block boundary) first.
+#: many height change points (block boundaries: two whole blocks) first.
 WINDOW_EARLY = 0.2
 STALL_BLOCKS = 3
-LEARN_CHANGES = 4
+LEARN_CHANGES = 3
 #: Seconds between polls while the block time is learned, far from H.
 LEARN_CADENCE = 1.0
 

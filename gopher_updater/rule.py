@@ -372,7 +372,12 @@ def _observe(state: WatchState, obs: Observation) -> WatchState:
     # Only rises count: load-balanced LCDs and the header's H-1 at a halt read lower.
     if state.height is not None and seen <= state.height:
         return state
-    changes = (*state.changes, (obs.at, seen))[-MAX_SAMPLES:]
+    # The first read lands anywhere inside a block: it is no block boundary (`rose_after` is
+    # None only then), so the first rise replaces it instead of pairing with it. Paired, a
+    # daemon started 5.9 s into a 6 s block would learn "0.1 s per block" and announce an
+    # ETA hours early until more blocks outvoted it.
+    kept = state.changes if state.rose_after is not None else ()
+    changes = (*kept, (obs.at, seen))[-MAX_SAMPLES:]
     return attrs.evolve(state, changes=changes, rose_after=before)
 
 

@@ -41,7 +41,8 @@ class WatchState:
     plan: Plan | None = None  # the current plan as last seen
     promoted: frozenset[str] = frozenset()  # plan names already promoted: at most once each
     pending: tuple[Plan, ...] = ()  # vanished plans whose applied_plan is still to be asked
-    #: (at, height) each time a higher chain height was first seen, oldest first.
+    #: (at, height) each time a higher chain height was first seen, oldest first; until the
+    #: first rise, only the first read (no block boundary: block time needs two rises).
     changes: tuple[tuple[float, int], ...] = ()
     #: The latest observation as far as the view needs it: when it was made, the block
     #: height it read from blocks/latest (None: not asked or failed) and the last app height

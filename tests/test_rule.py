@@ -359,16 +359,19 @@ def test_block_time_exact_when_every_change_is_seen(
     period=st.floats(0.1, 60.0),
     polls=st.integers(10, 60),
     phase=st.floats(0, 1),
+    into_block=st.floats(0, 1, exclude_max=True),
 )
 def test_block_time_within_one_poll_period_when_polled(
-    per_block: float, period: float, polls: int, phase: float
+    per_block: float, period: float, polls: int, phase: float, into_block: float
 ) -> None:
     """Polling every `period` s a chain producing a block every `per_block` s: each pair of
-    change points is off by less than one period, so the median is too."""
+    change points is off by less than one period, so the median is too. The first read
+    lands `into_block` of the way through a block: it is no block boundary, and a daemon
+    started late in a block must not learn a block far shorter than the chain's."""
     state = WatchState()
     for k in range(polls):
         now = (k + phase) * period
-        height = 1000 + math.floor(now / per_block)
+        height = 1000 + math.floor(now / per_block + into_block)
         state = run(state, seen(None, height, at=now)).state
     estimate = cadence.block_time(state.changes)
     if len(state.changes) < 2:

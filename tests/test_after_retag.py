@@ -30,7 +30,7 @@ from tests.test_daemon import (
     get_json,
     metric,
     metrics_text,
-    schedule_once_watching,
+    run_chain_once_ready,
     start_sim,
     wait_until,
 )
@@ -98,14 +98,15 @@ async def test_halt_nudge_and_follow_to_resumed(
     reg, (main, flaky) = registry_token, receivers
     source = reg.push_image(unique_repo, "release-v2")
     flaky.force(503, times=3)
-    sim = await start_sim(nursery, height=100, block_time=1.0, upgrade_after=4.0)
+    sim = await start_sim(nursery, height=100, block_time=math.inf, upgrade_after=4.0)
+    halt = sim.height + 4
+    sim.schedule_plan("v2", halt)
     urls = [main.url("good"), flaky.url("flaky"), main.url("bad")]
     env = daemon_env(
         sim.url,
         reg,
         unique_repo,
         LOG_LEVEL="debug",
-        POLL_INTERVAL="1s",
         FLUX_RECEIVER_URL=",".join(urls),
         FLUX_RECEIVER_TOKEN=TOKEN.decode(),
         UPGRADE_STUCK_AFTER="1m",
@@ -113,8 +114,7 @@ async def test_halt_nudge_and_follow_to_resumed(
     log = tmp_path / "daemon.log"
     proc, url = spawn_daemon(env, log=log)
     try:
-        await trio.to_thread.run_sync(lambda: wait_http(url + "/readyz", status=200))
-        halt = await schedule_once_watching(sim, url, "v2", 4)
+        await run_chain_once_ready(sim, url, 1.0)
         offset = mono_offset()
         await sim.wait_until(lambda s: s.halted)
         h_seen = sim.height_reached_at[halt] + offset

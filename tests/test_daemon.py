@@ -52,22 +52,16 @@ async def get_json(url: str) -> tuple[int, Any]:
     return response.status_code, response.json()
 
 
-async def schedule_once_watching(sim: ChainSim, url: str, plan: str, blocks: int) -> int:
-    """Schedule `plan` `blocks` ahead once the daemon at `url` runs and knows the block time;
-    returns H. (The daemon needs a short POLL_INTERVAL to see a plan that comes later.)
+async def run_chain_once_ready(sim: ChainSim, url: str, block_time: float) -> None:
+    """Start `sim`'s blocks (created frozen: `block_time=math.inf`) once the daemon at `url`
+    is ready, so it meets the plan as it would in production: scheduled long before H.
 
-    A spawned daemon can take seconds to start on a loaded 2-core machine: a plan scheduled
-    before it would be met late, and a latency measured from H would measure the start-up.
+    A spawned daemon can take seconds to start on a loaded 2-core machine; a chain already
+    running would reach H before it watched, and a latency measured from H would measure
+    the start-up.
     """
-
-    async def knows_block_time() -> bool:
-        _, body = await get_json(url + "/status")
-        return body["chain"]["block_time_seconds"] is not None
-
-    await wait_until(knows_block_time, within=15)
-    halt = sim.height + blocks
-    sim.schedule_plan(plan, halt)
-    return halt
+    await trio.to_thread.run_sync(lambda: wait_http(url + "/readyz", status=200))
+    sim.block_time = block_time
 
 
 async def metrics_text(url: str) -> str:

@@ -34,7 +34,7 @@ from gopher_updater.testing.chainsim import ChainSim
 from gopher_updater.testing.registry import RunningRegistry
 from gopher_updater.testing.registry_tls import TlsFiles
 from gopher_updater.testing.stack import daemon_env, free_port, spawn_daemon, wait_http
-from tests.test_daemon import schedule_once_watching, wait_until
+from tests.test_daemon import run_chain_once_ready
 
 VERIFY_FAILED = "TLS certificate verify failed: unable to get local issuer certificate"
 
@@ -50,10 +50,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
     return proc.returncode, (out + err).decode()
 
 
-async def _has_plan(url: str) -> bool:
-    return (await _get(url + "/status")).json()["plan"] is not None
-
-
 async def _get(url: str) -> httpx.Response:
     async with httpx.AsyncClient(timeout=5) as client:
         return await client.get(url)
@@ -67,15 +63,15 @@ async def test_empty_source_prefix_promotes_the_bare_tag_at_the_halt(
 ) -> None:
     reg = registry_none
     source = reg.push_image(unique_repo, "v1.2.3", "oci-index")
-    sim = ChainSim(height=100, block_time=0.5)
+    sim = ChainSim(height=100, block_time=math.inf)
     await nursery.start(sim.run)
+    halt = sim.height + 8
+    sim.schedule_plan("v1.2.3", halt)
     env = daemon_env(sim.url, reg, unique_repo, SOURCE_PREFIX="", POLL_INTERVAL="1s")
     assert env["SOURCE_PREFIX"] == ""  # set, and empty: not unset
     proc, url = spawn_daemon(env)
     try:
-        await trio.to_thread.run_sync(lambda: wait_http(url + "/readyz", status=200))
-        halt = await schedule_once_watching(sim, url, "v1.2.3", 8)
-        await wait_until(lambda: _has_plan(url), within=5)
+        await run_chain_once_ready(sim, url, 0.5)
         body = (await _get(url + "/status")).json()
         assert (body["source_tag"], body["target_tag"]) == ("v1.2.3", "mainnet-v1.2.3")
         while not sim.halted:  # nothing before H

@@ -140,6 +140,33 @@ def test_unknown_tag_is_none_for_both_checks(registry: RunningRegistry, unique_r
     assert registry.skopeo_digest(unique_repo, "missing") is None
 
 
+def test_head_digest_rides_out_a_tag_being_rewritten(
+    registry_none: RunningRegistry, unique_repo: str
+) -> None:
+    """Tests poll a tag while the daemon writes it. The registry answers some HEADs that race
+    a PUT of the same tag with 500 (it rewrites the link file in place); the rig's HEAD asks
+    again rather than failing the test, and only ever reads the one digest written."""
+    reg = registry_none
+    digest = reg.push_image(unique_repo, "release-v1")
+    body, media_type = reg.manifest(unique_repo, "release-v1")
+    reg.put_manifest(unique_repo, "mainnet-v1", body, media_type)
+    done = threading.Event()
+
+    def rewrite() -> None:
+        while not done.is_set():
+            reg.put_manifest(unique_repo, "mainnet-v1", body, media_type)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        seen = {reg.head_digest(unique_repo, "mainnet-v1") for _ in range(300)}
+    finally:
+        done.set()
+        writer.join()
+    assert seen <= {digest, None}  # None: the in-place rewrite can also read as absent
+    assert digest in seen
+
+
 def test_delete_manifest_removes_the_tag(registry_none: RunningRegistry, unique_repo: str) -> None:
     digest = registry_none.push_image(unique_repo, "gone")
     registry_none.delete_manifest(unique_repo, digest)

@@ -17,7 +17,7 @@ import trio.testing
 from gopher_updater.manifest import Outcome, RetagOutcome
 from gopher_updater.metrics import Metrics
 from gopher_updater.model import Digest, Plan, RetagJob
-from gopher_updater.preflight import CREDENTIALS_RETRY, RegistryWatch, Wanted
+from gopher_updater.preflight import CONFIRM_MISSING, CREDENTIALS_RETRY, RegistryWatch, Wanted
 from gopher_updater.registry_errors import RegistryUnavailable
 from gopher_updater.views import PromotionsView, Wakeup
 from gopher_updater.worker import (
@@ -213,6 +213,45 @@ async def test_registry_watch_wakes_up_when_poked(autojump_clock: Any) -> None:
         await trio.sleep(1)
         nursery.cancel_scope.cancel()
     assert [tag for tag, t in registry.heads if t >= 10] == ["release-v2", "release-v3"]
+
+
+class Heads:
+    """Answers each HEAD of a source tag from a script: a digest, or None (404)."""
+
+    def __init__(self, *answers: Digest | None) -> None:
+        self.answers = list(answers)
+        self.heads: list[float] = []
+
+    async def check_push_access(self) -> None:
+        pass
+
+    async def digest(self, tag: str) -> Digest | None:
+        self.heads.append(trio.current_time())
+        return self.answers.pop(0)
+
+
+@pytest.mark.parametrize(
+    ("answers", "told"),
+    [
+        ((SRC, None, SRC), [True]),  # a re-push in place read mid-write: no page
+        ((SRC, None, None), [True, False]),  # deleted: missing, after a second read
+        ((None, SRC), [False, True]),  # never seen: the first miss is believed
+    ],
+)
+async def test_a_tag_that_was_present_is_missing_only_when_read_missing_twice(
+    autojump_clock: Any, answers: tuple[Digest | None, ...], told: list[bool]
+) -> None:
+    registry, changes = Heads(*answers), []
+    watch = RegistryWatch(registry, Metrics(), list, interval=60)
+    watch.announce.preflight = lambda tag, present, digest: changes.append(present)  # type: ignore[method-assign]
+    wanted = [Wanted("release-v2", "scheduled")]
+    await watch.preflight(wanted)
+    await watch.preflight(wanted)
+    assert changes == told
+    assert watch.view.preflight["release-v2"].present is told[-1]
+    assert not registry.answers, "every scripted answer was read"
+    if len(answers) == 3:
+        assert registry.heads[2] - registry.heads[1] == pytest.approx(CONFIRM_MISSING)
 
 
 def present_series(metrics: Metrics) -> dict[tuple[str, str], float]:

@@ -66,13 +66,9 @@ def client_for(
     )
 
 
-async def test_put_in_flight_survives_cancellation(
-    registry_token: RunningRegistry, unique_repo: str
-) -> None:
-    reg = registry_token
-    source = reg.push_image(unique_repo, "release-v1", "oci-index")
-    transport = SlowPuts(delay=0.5)
-    client = client_for(reg, unique_repo, transport)
+async def retag_cancelled_at(client: RegistryClient, moment: trio.Event) -> list[RetagOutcome]:
+    """Retag release-v1 -> mainnet-v1 and cancel it (a shutdown) once `moment` is set;
+    what the retag returned despite the cancellation, if anything."""
     outcomes: list[RetagOutcome] = []
 
     async def retag() -> None:
@@ -80,8 +76,20 @@ async def test_put_in_flight_survives_cancellation(
 
     async with client, trio.open_nursery() as nursery:
         nursery.start_soon(retag)
-        await transport.put_started.wait()
-        nursery.cancel_scope.cancel()  # shutdown arrives while the PUT is in flight
+        await moment.wait()
+        nursery.cancel_scope.cancel()
+    return outcomes
+
+
+async def test_put_in_flight_survives_cancellation(
+    registry_token: RunningRegistry, unique_repo: str
+) -> None:
+    reg = registry_token
+    source = reg.push_image(unique_repo, "release-v1", "oci-index")
+    transport = SlowPuts(delay=0.5)
+    client = client_for(reg, unique_repo, transport)
+    # Shutdown arrives while the PUT is in flight.
+    outcomes = await retag_cancelled_at(client, transport.put_started)
     assert reg.head_digest(unique_repo, "mainnet-v1") == source
     # The verifying HEAD is shielded too: the caller learns (and logs) what was written.
     assert [(o.outcome, str(o.source_digest)) for o in outcomes] == [(Outcome.PROMOTED, source)]
@@ -94,15 +102,8 @@ async def test_shutdown_during_a_slow_verifying_head_still_reports_the_promotion
     source = reg.push_image(unique_repo, "release-v1")
     transport = SlowVerify()
     client = client_for(reg, unique_repo, transport)
-    outcomes: list[RetagOutcome] = []
-
-    async def retag() -> None:
-        outcomes.append(await client.retag("release-v1", "mainnet-v1"))
-
-    async with client, trio.open_nursery() as nursery:
-        nursery.start_soon(retag)
-        await transport.verify_started.wait()
-        nursery.cancel_scope.cancel()  # the tag is visible; its HEAD has not returned
+    # Shutdown arrives when the tag is visible and its verifying HEAD has not returned.
+    outcomes = await retag_cancelled_at(client, transport.verify_started)
     assert [o.outcome for o in outcomes] == [Outcome.PROMOTED]
     assert reg.head_digest(unique_repo, "mainnet-v1") == source
 

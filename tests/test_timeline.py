@@ -9,6 +9,7 @@ import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
 from gopher_updater import timeline as tl
+from gopher_updater.announce import Announcer
 from gopher_updater.chain_errors import ChainHTTPError
 from gopher_updater.follower import Follower
 from gopher_updater.manifest import Outcome
@@ -152,13 +153,21 @@ def halt_job() -> RetagJob:
     )  # fmt: skip
 
 
+def follower_for(
+    chain: Any, metrics: UpgradeMetrics | None = None, announce: Any = None
+) -> Follower:
+    """A follower of `chain` as the daemon wires it (30 s stuck, 1m polls), on unix time."""
+    return Follower(
+        chain, metrics or UpgradeMetrics(CollectorRegistry()), stuck_after=30.0,
+        poll_interval=60.0, request_timeout=2.0, repository="r", clock=unix,
+        announce=announce or Announcer(),
+    )  # fmt: skip
+
+
 async def test_follower_reads_fast_until_resumed_then_stops(autojump_clock: Any) -> None:
     chain = FakeChain()
     metrics = UpgradeMetrics(CollectorRegistry())
-    follower = Follower(
-        chain, metrics, stuck_after=30.0, poll_interval=60.0, request_timeout=2.0,
-        repository="r", clock=unix,
-    )  # fmt: skip
+    follower = follower_for(chain, metrics)
     job = halt_job()
     async with trio.open_nursery() as nursery:
         await nursery.start(follower.run)
@@ -190,10 +199,7 @@ async def test_follower_reads_fast_until_resumed_then_stops(autojump_clock: Any)
 
 async def test_follower_follows_only_the_newest_upgrade(autojump_clock: Any) -> None:
     chain = FakeChain()
-    follower = Follower(
-        chain, UpgradeMetrics(CollectorRegistry()), stuck_after=30.0, poll_interval=60.0,
-        request_timeout=2.0, repository="r", clock=unix,
-    )  # fmt: skip
+    follower = follower_for(chain)
     new = RetagJob(Plan("v3", H), "release-v3", "mainnet-v3", RetagReason.HALT)
     old = RetagJob(Plan("v2", H - 500), "release-v2", "mainnet-v2", RetagReason.CATCH_UP)
     async with trio.open_nursery() as nursery:
@@ -228,10 +234,7 @@ async def test_marks_at_the_first_chain_read_are_not_live(autojump_clock: Any) -
     chain = FakeChain()
     chain.applied = H
     seen = MarksSeen()
-    follower = Follower(
-        chain, UpgradeMetrics(CollectorRegistry()), stuck_after=30.0, poll_interval=60.0,
-        request_timeout=2.0, repository="r", clock=unix, announce=seen,  # type: ignore[arg-type]
-    )  # fmt: skip
+    follower = follower_for(chain, announce=seen)
     job = halt_job()
     async with trio.open_nursery() as nursery:
         await nursery.start(follower.run)
